@@ -1,0 +1,13 @@
+-- genretry.log_event(...): append one row to genretry.events. Called by every genretry function.
+CREATE OR REPLACE FUNCTION genretry.log_event(
+    p_generation_id uuid, p_generator text, p_attempt integer, p_event text,
+    p_detail jsonb DEFAULT '{}', p_worker text DEFAULT NULL, p_actor text DEFAULT current_user,
+    p_at timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE sql
+SET search_path = genretry, pg_temp
+AS $$
+    INSERT INTO genretry.events (generation_id, generator, attempt, event, detail, worker, actor, at)
+    VALUES (p_generation_id, p_generator, p_attempt, p_event, coalesce(p_detail, '{}'), p_worker,
+            coalesce(p_actor, current_user), p_at)
+$$;

@@ -1,0 +1,131 @@
+-- genretry.claim(worker, limit, lease, now): claim up to `limit` due rows for delivery. Called by the daemon.
+-- One statement per call: candidates come from the live-row index in deadline order with
+-- FOR UPDATE SKIP LOCKED (concurrent daemons never take the same row), then each is classified:
+--   not_due   the stored deadline was early (heartbeat slack, see track_row): the deadline is corrected
+--   exhausted retry_count >= max_retries: the row fails with a message and an `exhausted` event
+--   deliver   lease taken: lease_id, lease_until = deadline_at = now + lease, attempt set (fencing)
+-- The attempt is reused when the last delivery never reached the generator (unsent, or a lease whose
+-- outcome was never recorded), so a redelivery carries the same Idempotency-Key.
+-- Rows of paused or disabled generators are skipped; a paused generator whose pause is over gets one
+-- probe row (the circuit goes to `probing`). Returns the rows to deliver and the rows exhausted.
+CREATE OR REPLACE FUNCTION genretry.claim(
+    p_worker text, p_limit integer DEFAULT 100, p_lease interval DEFAULT '3 minutes',
+    p_now timestamptz DEFAULT now())
+RETURNS TABLE (id uuid, user_id uuid, generator text, request jsonb, attempt integer, lease_id uuid,
+               action text, error_message text, due_at timestamptz, retry_count integer)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = genretry, public, pg_temp
+AS $$
+DECLARE
+    f record;
+    g text;
+BEGIN
+    IF p_worker IS NULL OR p_limit IS NULL OR p_limit < 1 OR p_lease IS NULL OR p_lease <= interval '0' THEN
+        RAISE EXCEPTION 'genretry.claim: worker, a positive limit and a positive lease are required'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM set_config('genretry.quiet', 'on', true);
+    SELECT * INTO f FROM genretry.dispatch_filter(p_now);
+
+    -- A generator whose pause is over: whoever wins this row lock sends the single probe.
+    FOREACH g IN ARRAY f.probe_ready LOOP
+        UPDATE genretry.generator_state s
+        SET state = 'probing', probe_until = p_now + p_lease, probe_lease = NULL, updated_at = p_now
+        WHERE s.generator = g
+          AND ((s.state = 'open' AND s.open_until <= p_now) OR (s.state = 'probing' AND s.probe_until <= p_now));
+        IF NOT FOUND THEN
+            f.blocked := f.blocked || g;
+        END IF;
+    END LOOP;
+
+    RETURN QUERY
+    WITH normal AS (
+        SELECT h.id FROM public.generation_history h
+        WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now
+          AND NOT (h.generator = ANY (f.blocked)) AND NOT (h.generator = ANY (f.probe_ready))
+          AND (f.star_enabled OR h.generator = ANY (f.enabled))
+        ORDER BY h.deadline_at
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ), probes AS (
+        SELECT pr.id FROM unnest(f.probe_ready) AS pg(name)
+        CROSS JOIN LATERAL (
+            SELECT h.id FROM public.generation_history h
+            WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now AND h.generator = pg.name
+              AND NOT (pg.name = ANY (f.blocked))
+            ORDER BY h.deadline_at LIMIT 1
+            FOR UPDATE SKIP LOCKED) pr
+    ), candidates AS (
+        SELECT h.id, h.deadline_at AS due_at, h.retry_count AS retries,
+               CASE
+                   WHEN coalesce(h.retry_phase, 'delivered') = 'delivered'
+                        AND greatest(h.heartbeat_at, h.status_changed_at)
+                            + CASE WHEN h.status = 'pending' THEN p.pending_stale_after ELSE p.stale_after END
+                            > p_now
+                   THEN 'not_due'
+                   WHEN h.retry_count >= p.max_retries THEN 'exhausted'
+                   ELSE 'deliver'
+               END AS action,
+               greatest(h.heartbeat_at, h.status_changed_at)
+                   + CASE WHEN h.status = 'pending' THEN p.pending_stale_after ELSE p.stale_after END AS true_deadline,
+               format('retries exhausted: %s automatic %s made; still %s, last sign of life %s ago%s',
+                      h.retry_count, CASE WHEN h.retry_count = 1 THEN 'retry' ELSE 'retries' END, h.status,
+                      genretry.human_interval(p_now - greatest(h.heartbeat_at, h.status_changed_at)),
+                      coalesce(', last delivery: ' || h.last_outcome, '')) AS exhausted_message
+        FROM public.generation_history h
+        CROSS JOIN LATERAL genretry.effective_policy(h.generator) p
+        WHERE h.id IN (SELECT n.id FROM normal n UNION ALL SELECT pb.id FROM probes pb)
+    ), updated AS (
+        UPDATE public.generation_history h SET
+            status = CASE c.action WHEN 'exhausted' THEN 'failed' ELSE h.status END,
+            error_message = CASE c.action WHEN 'exhausted' THEN c.exhausted_message ELSE h.error_message END,
+            attempt = CASE
+                WHEN c.action <> 'deliver' THEN h.attempt
+                WHEN h.retry_phase IN ('leased', 'unsent') AND h.attempt > 0 THEN h.attempt
+                ELSE h.attempt + 1 END,
+            deadline_at = CASE c.action
+                WHEN 'deliver' THEN p_now + p_lease
+                WHEN 'not_due' THEN c.true_deadline
+                ELSE h.deadline_at END,
+            retry_phase = CASE c.action WHEN 'deliver' THEN 'leased' ELSE h.retry_phase END,
+            lease_id = CASE c.action WHEN 'deliver' THEN gen_random_uuid() ELSE h.lease_id END,
+            lease_until = CASE c.action WHEN 'deliver' THEN p_now + p_lease ELSE h.lease_until END,
+            leased_by = CASE c.action WHEN 'deliver' THEN p_worker ELSE h.leased_by END
+        FROM candidates c
+        WHERE h.id = c.id
+          -- re-check under the row lock: a row that finished since it was read is left alone
+          AND h.status IN ('pending', 'generating') AND h.deadline_at <= p_now
+        RETURNING h.id, h.user_id, h.generator, h.request, h.attempt, h.lease_id, c.action,
+                  h.error_message, c.due_at, h.retry_count
+    ), logged AS (
+        INSERT INTO genretry.events (generation_id, generator, attempt, event, detail, worker, actor, at)
+        SELECT u.id, u.generator, u.attempt,
+               CASE u.action WHEN 'deliver' THEN 'claimed' ELSE 'exhausted' END,
+               CASE u.action
+                   WHEN 'deliver' THEN jsonb_build_object('lease_id', u.lease_id, 'due_at', u.due_at,
+                                                          'lease', p_lease::text, 'probe', u.id IN (SELECT pb.id FROM probes pb))
+                   ELSE jsonb_build_object('retry_count', u.retry_count, 'error_message', u.error_message) END,
+               p_worker, session_user, p_now
+        FROM updated u WHERE u.action <> 'not_due'
+    )
+    SELECT u.id, u.user_id, u.generator, u.request, u.attempt, u.lease_id, u.action, u.error_message,
+           u.due_at, u.retry_count
+    FROM updated u WHERE u.action <> 'not_due';
+
+    -- Probes: remember which lease is the probe; a probe-ready generator with no due row stays open.
+    UPDATE genretry.generator_state s
+    SET probe_lease = h.lease_id
+    FROM public.generation_history h
+    WHERE s.state = 'probing' AND s.probe_lease IS NULL AND s.probe_until = p_now + p_lease
+      AND s.generator = ANY (f.probe_ready)
+      AND h.generator = s.generator AND h.leased_by = p_worker AND h.lease_until = p_now + p_lease
+      AND h.retry_phase = 'leased';
+    UPDATE genretry.generator_state s
+    SET state = 'open', probe_until = NULL, open_until = p_now
+    WHERE s.state = 'probing' AND s.probe_lease IS NULL AND s.probe_until = p_now + p_lease
+      AND s.generator = ANY (f.probe_ready);
+END
+$$;
+COMMENT ON FUNCTION genretry.claim(text, integer, interval, timestamptz) IS
+    'daemon: claim due rows with a lease (FOR UPDATE SKIP LOCKED); fails exhausted rows';

@@ -1,0 +1,177 @@
+-- genretry.record_delivery(id, lease_id, outcome, http_status, detail, retry_after, worker, now, jitter):
+-- record the outcome of one delivery, atomically with the row and the generator's circuit. Called by the
+-- daemon once per claimed row, in its own short transaction. Outcomes (the daemon classifies, SPEC 4):
+--   accepted      2xx or 409            counted; deadline = now + stale_after; the generator owns the row
+--   timeout       no answer, or 504     counted; as accepted (staleness decides)
+--   server_error  500 (and other 5xx)   counted; due again after backoff
+--   unreachable   refused/reset before sending, DNS, TLS, 502, 503, 429, redirect
+--                                       not counted; dispatch_failures + 1; backoff (>= Retry-After);
+--                                       fails "generator unreachable: ..." after max_dispatch_failures
+--   unauthorized  401, 403              not counted; the generator's circuit opens; the row waits
+--   rejected      400, 404, 410, 422 (other 4xx)   not counted; the row fails with the generator's message
+--   released      never sent (shutdown) not counted; due again now, same attempt
+-- A lease that is no longer current (forced admin call, lease lost) records nothing but a `stale_record`
+-- event. A row finished by its generator while leased still has its retry counted.
+-- Returns: result (recorded|stale), status, deadline_at, retry_count, dispatch_failures, exhausted_by
+-- (an error_message when this outcome failed the row) and circuit (opened|closed|NULL: what changed).
+CREATE OR REPLACE FUNCTION genretry.record_delivery(
+    p_id uuid, p_lease_id uuid, p_outcome text, p_http_status integer DEFAULT NULL,
+    p_detail jsonb DEFAULT '{}', p_retry_after interval DEFAULT NULL, p_worker text DEFAULT NULL,
+    p_now timestamptz DEFAULT now(), p_jitter double precision DEFAULT random())
+RETURNS TABLE (result text, status text, deadline_at timestamptz, retry_count integer,
+               dispatch_failures integer, failed_with text, circuit text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = genretry, public, pg_temp
+AS $$
+DECLARE
+    h public.generation_history;
+    pol genretry.policy;
+    st genretry.generator_state;
+    live boolean;
+    counted boolean := p_outcome IN ('accepted', 'timeout', 'server_error');
+    circuit_failure boolean := p_outcome IN ('unreachable', 'server_error', 'unauthorized');
+    circuit_success boolean := p_outcome IN ('accepted', 'rejected');
+    label text := coalesce(p_detail ->> 'label', p_http_status::text, p_outcome);
+    new_status text;
+    new_deadline timestamptz;
+    new_phase text;
+    new_error text;
+    new_failures integer;
+    wait interval;
+    change text;
+BEGIN
+    IF p_outcome IS NULL OR p_outcome NOT IN ('accepted', 'timeout', 'server_error', 'unreachable',
+                                              'unauthorized', 'rejected', 'released') THEN
+        RAISE EXCEPTION 'genretry.record_delivery: unknown outcome %', p_outcome
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM set_config('genretry.quiet', 'on', true);
+
+    SELECT * INTO h FROM public.generation_history g WHERE g.id = p_id FOR UPDATE;
+    IF NOT FOUND OR h.lease_id IS DISTINCT FROM p_lease_id THEN
+        PERFORM genretry.log_event(p_id, h.generator, h.attempt, 'stale_record',
+            jsonb_build_object('outcome', p_outcome, 'http_status', p_http_status, 'lease_id', p_lease_id),
+            p_worker, session_user, p_now);
+        RETURN QUERY SELECT 'stale'::text, h.status, h.deadline_at, h.retry_count, h.dispatch_failures,
+                            NULL::text, NULL::text;
+        RETURN;
+    END IF;
+
+    pol := genretry.effective_policy(h.generator);
+    live := h.status IN ('pending', 'generating');
+    new_status := h.status;
+    new_error := h.error_message;
+    new_failures := CASE WHEN counted THEN 0 ELSE h.dispatch_failures END;
+    new_phase := NULL;
+    new_deadline := NULL;
+
+    IF live THEN
+        CASE p_outcome
+        WHEN 'accepted', 'timeout' THEN
+            new_phase := 'delivered';
+            new_deadline := p_now + pol.stale_after;
+        WHEN 'server_error' THEN
+            new_phase := 'backoff';
+            new_deadline := p_now + genretry.backoff_delay(pol, h.retry_count + 1, p_jitter);
+        WHEN 'unreachable' THEN
+            new_failures := h.dispatch_failures + 1;
+            IF new_failures >= pol.max_dispatch_failures THEN
+                new_status := 'failed';
+                new_error := format('generator unreachable: %s (%s failed deliveries to %s)',
+                                    left(coalesce(p_detail ->> 'message', label), 500), new_failures, h.generator);
+            ELSE
+                new_phase := 'unsent';
+                wait := genretry.backoff_delay(pol, new_failures, p_jitter);
+                -- honour Retry-After, but never park a row for more than an hour on a peer's say-so
+                wait := greatest(wait, least(p_retry_after, interval '1 hour'));
+                new_deadline := p_now + wait;
+            END IF;
+        WHEN 'unauthorized' THEN
+            new_phase := 'unsent';
+            new_deadline := p_now;  -- due again as soon as the generator's pause ends
+        WHEN 'rejected' THEN
+            new_status := 'failed';
+            new_error := format('generator %s rejected the retry (%s): %s', h.generator, label,
+                                left(coalesce(p_detail ->> 'message', 'no message'), 1000));
+        WHEN 'released' THEN
+            new_phase := 'unsent';
+            new_deadline := p_now;
+        END CASE;
+    END IF;
+
+    UPDATE public.generation_history g SET
+        status = new_status,
+        error_message = new_error,
+        retry_count = g.retry_count + CASE WHEN counted THEN 1 ELSE 0 END,
+        dispatch_failures = new_failures,
+        retry_phase = new_phase,
+        deadline_at = new_deadline,
+        lease_id = NULL,
+        lease_until = NULL,
+        last_outcome = CASE WHEN p_outcome = 'released' THEN g.last_outcome ELSE label END
+    WHERE g.id = p_id
+    RETURNING * INTO h;
+
+    PERFORM genretry.log_event(h.id, h.generator, h.attempt,
+        CASE p_outcome
+            WHEN 'accepted' THEN 'delivered' WHEN 'timeout' THEN 'delivery_timeout'
+            WHEN 'server_error' THEN 'delivery_failed' WHEN 'unreachable' THEN 'delivery_failed'
+            WHEN 'unauthorized' THEN 'delivery_unauthorized' WHEN 'rejected' THEN 'rejected'
+            ELSE 'released' END,
+        coalesce(p_detail, '{}') || jsonb_build_object(
+            'outcome', p_outcome, 'http_status', p_http_status, 'counted', counted,
+            'retry_count', h.retry_count, 'dispatch_failures', h.dispatch_failures,
+            'retry_after_s', extract(epoch FROM p_retry_after), 'next_due_at', h.deadline_at),
+        p_worker, session_user, p_now);
+    IF live AND h.status = 'failed' THEN
+        PERFORM genretry.log_event(h.id, h.generator, h.attempt,
+            CASE p_outcome WHEN 'unreachable' THEN 'unreachable' ELSE 'failed' END,
+            jsonb_build_object('error_message', h.error_message), p_worker, session_user, p_now);
+    END IF;
+
+    -- The circuit. Successes only write when something changes, so the happy path stays a read.
+    SELECT * INTO st FROM genretry.generator_state s WHERE s.generator = h.generator;
+    IF circuit_failure THEN
+        INSERT INTO genretry.generator_state AS s (generator, consecutive_failures, updated_at)
+        VALUES (h.generator, 1, p_now)
+        ON CONFLICT (generator) DO UPDATE SET consecutive_failures = s.consecutive_failures + 1, updated_at = p_now
+        RETURNING * INTO st;
+        IF (st.state = 'closed' AND (p_outcome = 'unauthorized' OR st.consecutive_failures >= pol.pause_after_failures))
+           OR (st.state = 'probing' AND st.probe_lease = p_lease_id) THEN
+            UPDATE genretry.generator_state s SET
+                state = 'open', pauses = s.pauses + 1, opened_at = p_now,
+                open_until = p_now + least(pol.backoff_max, pol.pause_for * power(2, least(s.pauses, 20))),
+                reason = format('%s from %s', label, h.generator), probe_lease = NULL, probe_until = NULL
+            WHERE s.generator = h.generator
+            RETURNING * INTO st;
+            change := 'opened';
+            PERFORM genretry.log_event(h.id, h.generator, h.attempt, 'generator_paused',
+                jsonb_build_object('reason', st.reason, 'open_until', st.open_until,
+                                   'consecutive_failures', st.consecutive_failures),
+                p_worker, session_user, p_now);
+        END IF;
+    ELSIF circuit_success AND FOUND AND (st.consecutive_failures > 0 OR st.state <> 'closed') THEN
+        IF st.state = 'closed' OR st.probe_lease = p_lease_id THEN
+            UPDATE genretry.generator_state s SET
+                state = 'closed', consecutive_failures = 0, pauses = 0, reason = NULL,
+                open_until = NULL, probe_lease = NULL, probe_until = NULL, updated_at = p_now
+            WHERE s.generator = h.generator;
+            IF st.state <> 'closed' THEN
+                change := 'closed';
+                PERFORM genretry.log_event(h.id, h.generator, h.attempt, 'generator_resumed',
+                    jsonb_build_object('after', st.reason), p_worker, session_user, p_now);
+            END IF;
+        END IF;
+    ELSIF p_outcome IN ('released', 'timeout') AND FOUND AND st.state = 'probing' AND st.probe_lease = p_lease_id THEN
+        -- the probe told us nothing: let the next claim probe again
+        UPDATE genretry.generator_state s SET state = 'open', open_until = p_now, probe_lease = NULL,
+            probe_until = NULL WHERE s.generator = h.generator;
+    END IF;
+
+    RETURN QUERY SELECT 'recorded'::text, h.status, h.deadline_at, h.retry_count, h.dispatch_failures,
+                        CASE WHEN live AND h.status = 'failed' THEN h.error_message END, change;
+END
+$$;
+COMMENT ON FUNCTION genretry.record_delivery(uuid, uuid, text, integer, jsonb, interval, text, timestamptz, double precision) IS
+    'daemon: record one delivery outcome (SPEC 4), counting retries and driving the generator circuit';

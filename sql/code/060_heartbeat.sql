@@ -1,0 +1,23 @@
+-- genretry.heartbeat(id, attempt, now): a generator's progress signal; pushes the deadline (see track_row).
+-- Returns false, and changes nothing, when `attempt` is no longer current or the row is finished: the
+-- generator should stop. Raises for an unknown id. Writes no event (it is called often).
+CREATE OR REPLACE FUNCTION genretry.heartbeat(p_id uuid, p_attempt integer, p_now timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = genretry, public, pg_temp
+AS $$
+BEGIN
+    UPDATE public.generation_history g SET heartbeat_at = p_now
+    WHERE g.id = p_id AND g.attempt = p_attempt AND g.status IN ('pending', 'generating');
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM public.generation_history g WHERE g.id = p_id) THEN
+        RAISE EXCEPTION 'generation % not found', p_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION genretry.heartbeat(uuid, integer, timestamptz) IS
+    'generator: progress signal for an attempt; false when the attempt was superseded';
