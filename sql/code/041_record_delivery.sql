@@ -84,7 +84,9 @@ BEGIN
                 new_phase := 'unsent';
                 wait := genretry.backoff_delay(pol, new_failures, p_jitter);
                 -- honour Retry-After, but never park a row for more than an hour on a peer's say-so
-                wait := greatest(wait, least(p_retry_after, interval '1 hour'));
+                IF p_retry_after IS NOT NULL THEN
+                    wait := greatest(wait, least(p_retry_after, interval '1 hour'));
+                END IF;
                 new_deadline := p_now + wait;
             END IF;
         WHEN 'unauthorized' THEN

@@ -1,0 +1,57 @@
+"""Rows with valid defaults, so a test states only what it is about."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+SEED_ID = uuid.UUID("507db582-8c3f-4e4f-8703-947e6c469a5e")
+
+
+async def make_generation(
+    conn: asyncpg.Connection,
+    *,
+    id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    status: str = "generating",
+    generator: str = "generate-website",
+    request: Any = None,
+    admin_note: str | None = None,
+    retry_count: int = 0,
+    heartbeat_at: datetime | None = None,
+    age: timedelta = timedelta(0),
+    due: bool = False,
+) -> uuid.UUID:
+    """Insert one generation. age backdates its status change; due=True makes it due now."""
+    row_id = id or uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO generation_history
+               (id, user_id, status, generator, request, admin_note, retry_count, heartbeat_at,
+                status_changed_at, created_at)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now() - $9::interval, now() - $9::interval)""",
+        row_id, user_id or uuid.uuid4(), status, generator,
+        json.dumps({"prompt": "a bakery site"} if request is None else request),
+        admin_note, retry_count, heartbeat_at, age,
+    )
+    if due:
+        await conn.execute(
+            """UPDATE generation_history SET deadline_at = now() - interval '1 second',
+                   status_changed_at = now() - interval '1 hour' WHERE id = $1""",
+            row_id,
+        )
+    return row_id
+
+
+async def row(conn: asyncpg.Connection, row_id: uuid.UUID) -> asyncpg.Record:
+    record = await conn.fetchrow("SELECT * FROM generation_history WHERE id = $1", row_id)
+    assert record is not None
+    return record
+
+
+async def events(conn: asyncpg.Connection, row_id: uuid.UUID) -> list[str]:
+    return [r["event"] for r in await conn.fetch(
+        "SELECT event FROM genretry.events WHERE generation_id = $1 ORDER BY id", row_id)]
