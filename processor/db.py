@@ -49,10 +49,10 @@ _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_S, **kwargs: Any) -> asyncpg.Connection:
+async def connect(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S, **kwargs: Any) -> asyncpg.Connection:
     """Open one connection, or raise DatabaseError naming the target and the reason."""
     try:
-        return await asyncpg.connect(url, timeout=timeout, **kwargs)
+        return await asyncpg.connect(url, timeout=connect_timeout_s, **kwargs)
     except _CONNECT_ERRORS as exc:
         raise DatabaseError(f"cannot connect to the database at {describe_target(url)}: {_reason(exc)}") from exc
 

@@ -4,7 +4,7 @@
 --   generating -> greatest(heartbeat_at, status change) + stale_after
 --   completed, failed -> NULL
 -- While the processor manages the row (retry_phase requested/leased/backoff/unsent) it owns deadline_at,
--- except that a heartbeat may push it later. A heartbeat rewrites deadline_at only when it moves by more
+-- except that a heartbeat may push it later (never past an admin's retry request). A heartbeat rewrites deadline_at only when it moves by more
 -- than stale_after/10: deadline_at is indexed, so every rewrite is a non-HOT update; the claim re-checks
 -- real staleness, so a deadline that is a little early costs at most one extra look, never a false rescue.
 CREATE OR REPLACE FUNCTION genretry.track_row()
@@ -43,7 +43,8 @@ BEGIN
                 greatest(NEW.heartbeat_at, NEW.status_changed_at) + stale);
         END IF;
     ELSIF NEW.heartbeat_at IS DISTINCT FROM OLD.heartbeat_at AND NEW.heartbeat_at IS NOT NULL
-          AND NEW.deadline_at IS NOT DISTINCT FROM OLD.deadline_at THEN
+          AND NEW.deadline_at IS NOT DISTINCT FROM OLD.deadline_at
+          AND NEW.retry_phase IS DISTINCT FROM 'requested' THEN  -- an admin's request wins
         pol := genretry.effective_policy(NEW.generator);
         stale := CASE WHEN NEW.status = 'pending' THEN pol.pending_stale_after ELSE pol.stale_after END;
         fresh := greatest(NEW.heartbeat_at, NEW.status_changed_at) + stale;

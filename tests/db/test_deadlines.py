@@ -44,7 +44,8 @@ async def test_status_changes_recompute_and_terminal_clears(conn: asyncpg.Connec
     await conn.execute("UPDATE generation_history SET status = 'generating' WHERE id = $1", row_id)
     r = await row(conn, row_id)
     assert await _offset(conn, row_id) == timedelta(minutes=7)
-    assert await conn.fetchval("SELECT status_changed_at > now() - interval '5 seconds' FROM generation_history WHERE id = $1", row_id)
+    assert await conn.fetchval(
+        "SELECT status_changed_at > now() - interval '5 seconds' FROM generation_history WHERE id = $1", row_id)
     await conn.execute("UPDATE generation_history SET status = 'completed' WHERE id = $1", row_id)
     r = await row(conn, row_id)
     assert r["deadline_at"] is None and r["retry_phase"] is None
@@ -80,7 +81,8 @@ async def test_updated_at_is_kept_by_the_trigger(conn: asyncpg.Connection) -> No
     row_id = await make_generation(conn)
     await conn.execute("UPDATE generation_history SET updated_at = now() - interval '1 day' WHERE id = $1", row_id)
     await conn.execute("UPDATE generation_history SET error_message = 'x' WHERE id = $1", row_id)
-    assert await conn.fetchval("SELECT updated_at > now() - interval '5 seconds' FROM generation_history WHERE id = $1", row_id)
+    assert await conn.fetchval(
+        "SELECT updated_at > now() - interval '5 seconds' FROM generation_history WHERE id = $1", row_id)
 
 
 async def test_a_due_row_with_a_fresh_heartbeat_is_corrected_not_claimed(conn: asyncpg.Connection) -> None:

@@ -142,14 +142,16 @@ async def test_adoption_keeps_unknown_statuses_and_skips_the_check(empty_db_url:
     try:
         await conn.execute(LEGACY_TABLE)
         await conn.execute(
-            "INSERT INTO generation_history (id, user_id, status) VALUES (gen_random_uuid(), gen_random_uuid(), 'cancelled')")
+            "INSERT INTO generation_history (id, user_id, status) "
+            "VALUES (gen_random_uuid(), gen_random_uuid(), 'cancelled')")
         await migrate.migrate(conn)
         assert await conn.fetchval("SELECT status FROM generation_history") == "cancelled"
         assert await conn.fetchval(
             "SELECT count(*) FROM pg_constraint WHERE conname = 'generation_history_status_check'") == 0
         # the application can still write the status it always wrote
         await conn.execute(
-            "INSERT INTO generation_history (id, user_id, status) VALUES (gen_random_uuid(), gen_random_uuid(), 'cancelled')")
+            "INSERT INTO generation_history (id, user_id, status) "
+            "VALUES (gen_random_uuid(), gen_random_uuid(), 'cancelled')")
     finally:
         await conn.close()
 

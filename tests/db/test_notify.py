@@ -21,8 +21,8 @@ class Inbox:
     def __call__(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.queue.put_nowait(json.loads(payload))
 
-    async def next(self, timeout: float = 2.0) -> dict[str, Any]:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def next(self, within_s: float = 2.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), within_s)
 
     async def drain(self, quiet: float = 0.2) -> None:
         while not await self.none_within(quiet):

@@ -23,7 +23,8 @@ async def delivered(conn: asyncpg.Connection, outcome: str, status: int | None =
 
 
 async def _due_in(conn: asyncpg.Connection, r: asyncpg.Record) -> float:
-    seconds: float = await conn.fetchval("SELECT extract(epoch FROM $1::timestamptz - now())::float8", r["deadline_at"])
+    seconds: float = await conn.fetchval(
+        "SELECT extract(epoch FROM $1::timestamptz - now())::float8", r["deadline_at"])
     return seconds
 
 
@@ -32,7 +33,8 @@ async def test_accepted_and_timeout_count_and_hand_the_row_back(conn: asyncpg.Co
                                                                 event: str) -> None:
     result, r = await delivered(conn, outcome, 202 if outcome == "accepted" else None, dispatch_failures=3)
     assert result["result"] == "recorded"
-    assert (r["retry_count"], r["dispatch_failures"], r["retry_phase"], r["status"]) == (1, 0, "delivered", "generating")
+    assert (r["retry_count"], r["dispatch_failures"]) == (1, 0)
+    assert (r["retry_phase"], r["status"]) == ("delivered", "generating")
     assert r["lease_id"] is None and r["lease_until"] is None
     assert 419 < await _due_in(conn, r) <= 420  # now + stale_after
     assert (await events(conn, r["id"]))[-1] == event

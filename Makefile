@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv when needed.
+# The first interpreter that runs and is 3.11+ (pyenv shims answer `command -v` for versions they lack).
+PY ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+          $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-quick lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -n "$(PY)" || { echo "Python 3.11+ is required: set PY=/path/to/python3.11" >&2; exit 2; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+test: $(STAMP) ## run the whole suite (TEST_DATABASE_URL, else Docker, else an embedded PostgreSQL)
+	$(BIN)/pytest
+
+test-quick: $(STAMP) ## the suite without the slow reliability tests
+	$(BIN)/pytest -m 'not reliability'
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check processor tests
+	$(BIN)/mypy

@@ -1,0 +1,78 @@
+"""The generator pause (circuit breaker) kept in genretry.generator_state, shared by every daemon."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tests.factories import events, make_generation
+
+CLAIM = "SELECT * FROM genretry.claim('w1', 100, '3 minutes', now() + $1::text::interval)"
+RECORD = "SELECT * FROM genretry.record_delivery($1, $2, $3, $4, '{}', NULL, 'w1', now() + $5::text::interval, 0.5)"
+
+
+async def _fail_five(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    for _ in range(8):
+        await make_generation(conn, due=True, generator="generate-php-website")
+    rows = await conn.fetch(CLAIM, "0")
+    results = [await conn.fetchrow(RECORD, r["id"], r["lease_id"], "unreachable", 503, "0") for r in rows[:5]]
+    return results
+
+
+async def test_five_consecutive_failures_open_the_circuit(conn: asyncpg.Connection) -> None:
+    results = await _fail_five(conn)
+    assert [r["circuit"] for r in results] == [None, None, None, None, "opened"]
+    state = await conn.fetchrow("SELECT * FROM genretry.generator_state WHERE generator = 'generate-php-website'")
+    assert (state["state"], state["consecutive_failures"], state["reason"]) == (
+        "open", 5, "503 from generate-php-website")
+    # the paused generator's rows are not claimed; other generators' rows are
+    website = await make_generation(conn, due=True)
+    assert [r["id"] for r in await conn.fetch(CLAIM, "1 second")] == [website]
+    # the daemon wakes when the pause ends (30 s), not before
+    wake = await conn.fetchval("SELECT genretry.next_wakeup(now() + interval '1 second')")
+    assert wake == state["open_until"]
+    reasons = await conn.fetch("SELECT reason FROM genretry.stuck WHERE generator = 'generate-php-website'")
+    assert reasons and all(r["reason"].startswith("generator paused: 503 from generate-php-website") for r in reasons)
+
+
+async def test_after_the_pause_one_probe_at_a_time_then_close(conn: asyncpg.Connection) -> None:
+    await _fail_five(conn)
+    probe = await conn.fetch(CLAIM, "31 seconds")
+    assert len(probe) == 1  # 7 rows due, one probe
+    assert await conn.fetch(CLAIM, "32 seconds") == []  # while probing, nothing else
+    assert await conn.fetchval(
+        "SELECT state FROM genretry.generator_state WHERE generator = 'generate-php-website'") == "probing"
+    result = await conn.fetchrow(RECORD, probe[0]["id"], probe[0]["lease_id"], "accepted", 202, "33 seconds")
+    assert result["circuit"] == "closed"
+    assert "generator_resumed" in await events(conn, probe[0]["id"])
+    assert len(await conn.fetch(CLAIM, "34 seconds")) > 1
+
+
+async def test_a_failed_probe_reopens_for_longer(conn: asyncpg.Connection) -> None:
+    await _fail_five(conn)
+    probe = (await conn.fetch(CLAIM, "31 seconds"))[0]
+    result = await conn.fetchrow(RECORD, probe["id"], probe["lease_id"], "unreachable", 502, "31 seconds")
+    assert result["circuit"] == "opened"
+    seconds = await conn.fetchval(
+        "SELECT extract(epoch FROM open_until - opened_at) FROM genretry.generator_state "
+        "WHERE generator = 'generate-php-website'")
+    assert seconds == 60  # 30 s doubled
+    assert await conn.fetch(CLAIM, "60 seconds") == []
+
+
+async def test_a_success_resets_the_consecutive_count(conn: asyncpg.Connection) -> None:
+    for _ in range(6):
+        await make_generation(conn, due=True)
+    rows = await conn.fetch(CLAIM, "0")
+    for r in rows[:4]:
+        await conn.fetchrow(RECORD, r["id"], r["lease_id"], "unreachable", 503, "0")
+    await conn.fetchrow(RECORD, rows[4]["id"], rows[4]["lease_id"], "accepted", 202, "0")
+    result = await conn.fetchrow(RECORD, rows[5]["id"], rows[5]["lease_id"], "unreachable", 503, "0")
+    assert result["circuit"] is None
+    assert await conn.fetchval(
+        "SELECT consecutive_failures FROM genretry.generator_state WHERE generator = 'generate-website'") == 1
+
+
+async def test_outage_burns_no_retries(conn: asyncpg.Connection) -> None:
+    await _fail_five(conn)
+    assert await conn.fetchval(
+        "SELECT max(retry_count) FROM generation_history WHERE generator = 'generate-php-website'") == 0
