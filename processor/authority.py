@@ -98,7 +98,8 @@ class Verifier:
         except AuthorityError:
             raise
         except Exception as exc:  # a hostile input must never become a 500
-            raise _fail(401, "invalid_credentials", f"credentials could not be verified ({type(exc).__name__})") from exc
+            reason = f"credentials could not be verified ({type(exc).__name__})"
+            raise _fail(401, "invalid_credentials", reason) from exc
 
     async def _verify(self, headers: Mapping[str, str], body: Any) -> Principal:
         lower = {str(k).lower(): str(v) for k, v in headers.items()}

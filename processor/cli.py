@@ -25,7 +25,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply sql/ migrations (once each, under an advisory lock)")
     p.add_argument("--dry-run", action="store_true", help="list what would be applied, change nothing")
     p.set_defaults(handler=cmd_migrate)
+    p = sub.add_parser("serve-generator", help="run the reference generator (verifies requests, plays generations)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--work-seconds", type=float, default=2.0, help="how long each generation takes")
+    p.add_argument("--fail-rate", type=_rate, default=0.0, help="share of requests answered 500, 0..1")
+    p.add_argument("--hang-rate", type=_rate, default=0.0, help="share of accepted generations that never finish")
+    p.add_argument("--log-format", choices=("auto", "json", "console"), default=None)
+    p.set_defaults(handler=cmd_serve_generator)
     return parser
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+async def cmd_serve_generator(args: argparse.Namespace) -> int:
+    from processor import db, logs, reference_generator
+
+    settings = Settings.from_env(need=("database", "verify"))
+    logs.configure(args.log_format or settings.log_format, settings.log_level)
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=8)
+    try:
+        served = await reference_generator.start(
+            pool, settings.generators, reference_generator.keys_from(settings), host=args.host, port=args.port,
+            behaviour=reference_generator.Behaviour(args.work_seconds, args.fail_rate, args.hang_rate))
+        logs.get_logger().info("generator_listening", url=served.url, generators=list(settings.generators))
+        await served.task
+    finally:
+        await pool.close()
+    return 0
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:

@@ -158,6 +158,9 @@ class Settings:
                         f"FUNCTIONS_URL: required (no route configured for {', '.join(missing)})"
                     )
             _check_authority(s, problems)
+        if "verify" in need and not (s["secret_keys"] or s["service_role_key"] or s["jwt_secret"] or s["jwks"]):
+            problems.append("SUPABASE_SECRET_KEYS: a generator needs at least one key to verify with "
+                            "(SUPABASE_SECRET_KEYS, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET or SUPABASE_JWKS)")
         if problems:
             raise ConfigError(problems)
         return cls(**s)

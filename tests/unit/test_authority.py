@@ -82,7 +82,8 @@ async def test_user_token_without_retry_id_is_that_user() -> None:
 
 
 async def test_user_token_with_own_retry_id() -> None:
-    assert await decide(bearer(user_token()), {"retryHistoryId": ALICE_ROW}) == Principal(ALICE, "user", ALICE_ROW, credential="user-jwt")
+    p = await decide(bearer(user_token()), {"retryHistoryId": ALICE_ROW})
+    assert p == Principal(ALICE, "user", ALICE_ROW, credential="user-jwt")
 
 
 async def test_user_token_with_someone_elses_retry_id_is_403_not_owner() -> None:
@@ -114,7 +115,8 @@ async def test_scoped_token_that_does_not_match_is_403(token: Any, body: dict[st
     {"authorization": f"bearer {DEMO_SECRET_KEY}"},
 ], ids=["apikey", "bearer", "both", "lowercase"])
 async def test_secret_key_with_retry_id_is_the_rows_owner(headers: dict[str, str]) -> None:
-    assert await decide(headers, {"retryHistoryId": BOB_ROW}) == Principal(BOB, "service-key", BOB_ROW, credential="secret-key")
+    p = await decide(headers, {"retryHistoryId": BOB_ROW})
+    assert p == Principal(BOB, "service-key", BOB_ROW, credential="secret-key")
 
 
 async def test_configured_service_role_key_and_legacy_service_role_jwt() -> None:
@@ -156,7 +158,8 @@ async def test_publishable_key_or_anon_alone_is_401(headers: dict[str, str], cod
 def _none_token() -> str:
     def part(d: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'sub': ALICE, 'role': 'authenticated', 'aud': 'authenticated', 'exp': 2**40})}."
+    claims = {"sub": ALICE, "role": "authenticated", "aud": "authenticated", "exp": 2**40}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 def _b64(data: bytes) -> str:
@@ -198,7 +201,8 @@ async def test_bad_credentials_are_401_with_a_reason(headers: dict[str, str], co
 
 async def test_asymmetric_user_tokens_verify_through_the_jwks() -> None:
     for pem, kid, alg in ((ec_pair()[0], "ec-1", "ES256"), (rsa_pair()[0], "rsa-1", "RS256")):
-        assert await decide(bearer(user_token(key=pem, alg=alg, kid=kid))) == Principal(ALICE, "user", credential="user-jwt")
+        p = await decide(bearer(user_token(key=pem, alg=alg, kid=kid)))
+        assert p == Principal(ALICE, "user", credential="user-jwt")
 
 
 async def test_leeway_is_capped_at_30_seconds() -> None:
@@ -260,7 +264,7 @@ async def test_resigned_with_another_key_or_expired_is_refused() -> None:
 
 
 async def test_es256_minted_token_verifies_with_the_public_jwk() -> None:
-    pem, jwk = ec_pair()
+    pem, _jwk = ec_pair()
     minter = Minter(private_key_pem=pem, kid="ec-1")
     p = await decide(bearer(scoped(minter=minter)), {"retryHistoryId": ALICE_ROW}, verifier(jwt_secret=""))
     assert p.authority == "scoped-jwt"
