@@ -25,6 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply sql/ migrations (once each, under an advisory lock)")
     p.add_argument("--dry-run", action="store_true", help="list what would be applied, change nothing")
     p.set_defaults(handler=cmd_migrate)
+    p = sub.add_parser("run", help="the daemon: rescue due generations as they become due")
+    p.add_argument("--once", action="store_true", help="sweep once, wait for the deliveries, exit (for cron)")
+    p.add_argument("--dry-run", action="store_true", help="log what one sweep would claim and send; change nothing")
+    p.add_argument("--no-listen", action="store_true", help="no LISTEN (behind a transaction pooler): poll at the tick")
+    p.add_argument("--log-format", choices=("auto", "json", "console"), default=None)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("check", help="check configuration, database, schema, LISTEN, routes and keys")
+    p.set_defaults(handler=cmd_check)
+
     p = sub.add_parser("serve-generator", help="run the reference generator (verifies requests, plays generations)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787)
@@ -41,6 +51,23 @@ def _rate(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be between 0 and 1")
     return value
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from processor import logs
+    from processor.daemon import Daemon
+
+    settings = Settings.from_env(need=("database",) if args.dry_run else ("database", "dispatch"))
+    logs.configure(args.log_format or settings.log_format, settings.log_level)
+    daemon = Daemon(settings, listen=not args.no_listen)
+    await daemon.run(once=args.once, dry_run=args.dry_run)
+    return 0
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    from processor.check import run_checks
+
+    return await run_checks(Settings.from_env(need=("database", "dispatch")))
 
 
 async def cmd_serve_generator(args: argparse.Namespace) -> int:

@@ -13,6 +13,9 @@ from processor.errors import DatabaseError
 
 CONNECT_TIMEOUT_S = 10.0
 
+# A connection of our own or one borrowed from a pool.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 
 def redact_url(url: str) -> str:
     """Return the URL with its password replaced, for messages and logs."""
@@ -57,8 +60,17 @@ async def connect(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S, **k
         raise DatabaseError(f"cannot connect to the database at {describe_target(url)}: {_reason(exc)}") from exc
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool reset that sends nothing: our calls leave no session state (set_config is transaction-local)."""
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, **kwargs: Any) -> asyncpg.Pool:
-    """Open a pool, or raise DatabaseError naming the target and the reason."""
+    """Open a pool, or raise DatabaseError naming the target and the reason.
+
+    Connections are not reset on release (asyncpg's default sends a reset query each time, doubling the
+    statements of an idle daemon).
+    """
+    kwargs.setdefault("reset", _keep_session)
     try:
         pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S, **kwargs

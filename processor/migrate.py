@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
+from processor.db import Conn
 from processor.errors import DatabaseError, MigrationError, SchemaError
 
 # pg_advisory_lock key: the first 8 bytes of sha256("genretry.migrate"), as a signed bigint.
@@ -147,7 +148,7 @@ async def migrate(conn: asyncpg.Connection, *, dry_run: bool = False) -> Migrate
         raise DatabaseError(f"migration failed: {exc}") from exc
 
 
-async def check_schema(conn: asyncpg.Connection) -> tuple[int, bool]:
+async def check_schema(conn: Conn) -> tuple[int, bool]:
     """Return (schema version, whether the functions match ours), or raise SchemaError naming the fix.
 
     Missing migrations refuse: the processor would call what is not there. Different function code only
@@ -164,7 +165,7 @@ async def check_schema(conn: asyncpg.Connection) -> tuple[int, bool]:
     return version, await _code_checksum_in_db(conn) == code_checksum()
 
 
-async def _applied(conn: asyncpg.Connection, *, create: bool) -> dict[int, str]:
+async def _applied(conn: Conn, *, create: bool) -> dict[int, str]:
     if create:
         await conn.execute(_BOOTSTRAP)
     elif await conn.fetchval("SELECT to_regclass('genretry.schema_migrations')") is None:
@@ -173,7 +174,7 @@ async def _applied(conn: asyncpg.Connection, *, create: bool) -> dict[int, str]:
     return {r["version"]: r["checksum"] for r in rows}
 
 
-async def _code_checksum_in_db(conn: asyncpg.Connection) -> str | None:
+async def _code_checksum_in_db(conn: Conn) -> str | None:
     if await conn.fetchval("SELECT to_regclass('genretry.schema_code')") is None:
         return None
     value: str | None = await conn.fetchval("SELECT checksum FROM genretry.schema_code")

@@ -109,7 +109,7 @@ class ReferenceGenerator:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         log.info("request_accepted", generator=generator, authority=principal.authority,
-                 credential=principal.credential, generation_id=principal.retry_history_id,
+                 via=principal.credential, generation_id=principal.retry_history_id,
                  attempt=principal.attempt)
         return 202, {"accepted": True, "user_id": principal.user_id, "authority": principal.authority}
 

@@ -1,0 +1,172 @@
+"""LISTEN genretry on a dedicated connection: payloads become wake-up hints; the connection is probed and
+reconnected with capped, jittered backoff. A notification is only a hint: rows in the table decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from processor import db
+from processor.errors import DatabaseError
+from processor.logs import get_logger
+
+CHANNEL = "genretry"
+LIVE = ("pending", "generating")
+
+
+def parse_hint(payload: str) -> tuple[bool, float | None]:
+    """(valid, deadline as epoch seconds or None). Untrusted input: anything odd is (False, None)."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False, None
+    if not isinstance(data, dict):
+        return False, None
+    status, deadline = data.get("status"), data.get("deadline_at")
+    if not isinstance(status, str) or not isinstance(data.get("id"), str):
+        return False, None
+    if status not in LIVE or deadline is None:
+        return True, None  # finished: nothing to wake for
+    if not isinstance(deadline, str) or len(deadline) > 64:
+        return False, None
+    try:
+        when = datetime.fromisoformat(deadline)
+    except ValueError:
+        return False, None
+    if when.tzinfo is None:
+        return False, None
+    return True, when.timestamp()
+
+
+def looks_like_transaction_pooler(url: str) -> bool:
+    try:
+        return urlsplit(url).port == 6543
+    except ValueError:
+        return False
+
+
+class Listener:
+    """Owns the LISTEN connection. on_hint(deadline) for each valid payload; on_reconnect() after a gap."""
+
+    def __init__(self, url: str, on_hint: Callable[[float], None], on_reconnect: Callable[[], None], *,
+                 probe_interval_s: float = 15.0, probe_timeout_s: float = 5.0, max_backoff_s: float = 30.0) -> None:
+        self.url, self.on_hint, self.on_reconnect = url, on_hint, on_reconnect
+        self.probe_interval_s, self.probe_timeout_s = probe_interval_s, probe_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.conn: asyncpg.Connection | None = None
+        self.lost = asyncio.Event()
+        self.healthy = False
+        self.reconnects = 0
+        self.bad_payloads = 0
+        self._last_bad_log = 0.0
+        self.log = get_logger("listener")
+
+    async def start(self, pool: asyncpg.Pool) -> None:
+        """Connect, LISTEN, and prove that notifications arrive (they do not through a transaction pooler)."""
+        await self._connect()
+        await self._self_test(pool)
+
+    async def _connect(self) -> None:
+        conn = await db.connect(self.url)
+        conn.add_termination_listener(lambda _c: self.lost.set())
+        await conn.add_listener(CHANNEL, self._on_notification)
+        self.conn, self.healthy = conn, True
+        self.lost.clear()
+
+    async def _self_test(self, pool: asyncpg.Pool) -> None:
+        assert self.conn is not None
+        channel = f"genretry_selftest_{secrets.token_hex(4)}"
+        arrived = asyncio.Event()
+
+        def on_ping(*_args: Any) -> None:
+            arrived.set()
+
+        await self.conn.add_listener(channel, on_ping)
+        try:
+            await pool.execute("SELECT pg_notify($1, 'ping')", channel)
+            await asyncio.wait_for(arrived.wait(), 3.0)
+        except TimeoutError as exc:
+            hint = " (port 6543 is the platform's transaction-mode pooler)" if looks_like_transaction_pooler(
+                self.url) else ""
+            raise DatabaseError(
+                f"LISTEN receives no notifications on {db.describe_target(self.url)}{hint}: a transaction-mode "
+                "pooler cannot LISTEN. Use a direct or session-mode connection (port 5432), or run with --no-listen"
+            ) from exc
+        finally:
+            await self.conn.remove_listener(channel, on_ping)
+
+    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        payload = str(payload)
+        valid, deadline = parse_hint(payload)
+        if not valid:
+            self.bad_payloads += 1
+            now = time.monotonic()
+            if now - self._last_bad_log > 10:
+                self._last_bad_log = now
+                self.log.warning("bad_notification", count=self.bad_payloads, sample=payload[:120])
+            return
+        if deadline is not None:
+            self.on_hint(deadline)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe the connection; reconnect after a loss. Returns when stop is set."""
+        while not stop.is_set():
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.lost.wait())]
+            await asyncio.wait(waiters, timeout=self.probe_interval_s, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+            if stop.is_set():
+                return
+            if self.lost.is_set() or not await self._probe():
+                await self._reconnect(stop)
+
+    async def _probe(self) -> bool:
+        try:
+            assert self.conn is not None
+            listening = await asyncio.wait_for(
+                self.conn.fetchval("SELECT $1 = ANY (ARRAY(SELECT pg_listening_channels()))", CHANNEL),
+                self.probe_timeout_s)
+            return bool(listening)
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, AssertionError):
+            return False
+
+    async def _reconnect(self, stop: asyncio.Event) -> None:
+        self.healthy = False
+        self.log.warning("listener_lost")
+        await self._close_quietly()
+        delay = 0.25
+        while not stop.is_set():
+            try:
+                await self._connect()
+            except DatabaseError as exc:
+                self.log.warning("listener_reconnect_failed", error=str(exc), retry_in_s=round(delay, 2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
+                delay = min(self.max_backoff_s, delay * 2)
+                continue
+            self.reconnects += 1
+            self.log.info("listener_reconnected", reconnects=self.reconnects)
+            self.on_reconnect()  # notifications sent while away are lost: sweep
+            return
+
+    async def _close_quietly(self) -> None:
+        if self.conn is not None:
+            try:
+                await asyncio.wait_for(self.conn.close(), 2)
+            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                self.conn.terminate()
+            self.conn = None
+
+    async def close(self) -> None:
+        await self._close_quietly()

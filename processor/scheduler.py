@@ -1,0 +1,211 @@
+"""The core cycle: claim due rows, deliver them concurrently, record each outcome; know the next deadline.
+
+run_once() claims in batches while there is capacity and starts one task per row; each task delivers and
+records in its own short transaction, so no transaction is open across HTTP. drain() waits for the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from processor import delivery
+from processor.config import Settings
+from processor.credentials import Authority, Delivery
+from processor.logs import get_logger
+from processor.metrics import Metrics
+
+CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::float8 * interval '1 second')"
+RECORD = """SELECT * FROM genretry.record_delivery($1, $2, $3, $4, $5::jsonb, $6::interval, $7)"""
+NEXT = "SELECT extract(epoch FROM genretry.next_wakeup(clock_timestamp()) - clock_timestamp())::float8"
+
+
+@dataclass
+class SweepResult:
+    claimed: int = 0
+    exhausted: int = 0
+    capacity_limited: bool = False
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class Scheduler:
+    """Claims, delivers and records. One per daemon; shares one HTTP client and one pool."""
+
+    def __init__(self, pool: asyncpg.Pool, client: httpx.AsyncClient, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
+        self.pool, self.client, self.settings = pool, client, settings
+        self.authority = Authority(settings)
+        self.metrics = metrics or Metrics()
+        self.log = get_logger("scheduler").bind(worker=settings.worker_id)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
+        self.slot_freed = asyncio.Event()
+        self.outcomes: Counter[str] = Counter()
+        self._per_generator: dict[str, asyncio.Semaphore] = {}
+
+    # --- one sweep ---------------------------------------------------------------------------------
+
+    async def run_once(self, *, stopping: asyncio.Event | None = None) -> SweepResult:
+        """Claim until nothing due is left or capacity is full; start a delivery task per row."""
+        result = SweepResult()
+        while stopping is None or not stopping.is_set():
+            free = self.settings.max_in_flight - self.in_flight
+            if free <= 0:
+                result.capacity_limited = True
+                break
+            want = min(self.settings.batch_size, free)
+            rows = await self.pool.fetch(CLAIM, self.settings.worker_id, want, self.settings.lease_s)
+            for row in rows:
+                self._start(row, result)
+            if len(rows) < want:
+                break
+        if result.claimed or result.exhausted:
+            self.log.info("sweep", claimed=result.claimed, exhausted=result.exhausted, in_flight=self.in_flight)
+        return result
+
+    async def dry_run(self) -> list[dict[str, Any]]:
+        """What one sweep would claim and send, inside a transaction that is rolled back."""
+        seen: list[dict[str, Any]] = []
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                for row in await conn.fetch(CLAIM, self.settings.worker_id, self.settings.batch_size,
+                                            self.settings.lease_s):
+                    item = {"generation_id": str(row["id"]), "generator": row["generator"], "attempt": row["attempt"],
+                            "action": "deliver" if row["action"] == "deliver" else "fail_exhausted",
+                            "url": self.settings.route(row["generator"]), "authority": self.authority.mode}
+                    self.log.info("would_" + item["action"], **{k: v for k, v in item.items() if k != "action"})
+                    seen.append(item)
+            finally:
+                await tx.rollback()
+        return seen
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait for in-flight deliveries; on time-out cancel them (their rows are released). True if all ended."""
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return not pending
+
+    async def seconds_to_next_deadline(self) -> float | None:
+        """Seconds until the next claimable deadline, by the database's clock (None: nothing scheduled)."""
+        value: float | None = await self.pool.fetchval(NEXT)
+        return value
+
+    # --- one row ---------------------------------------------------------------------------------
+
+    def _start(self, row: asyncpg.Record, result: SweepResult) -> None:
+        if row["action"] == "exhausted":
+            result.exhausted += 1
+            self.metrics.exhaustions.inc()
+            self.log.warning("generation_exhausted", generation_id=str(row["id"]), generator=row["generator"],
+                             retries=row["retry_count"], error_message=row["error_message"])
+            return
+        result.claimed += 1
+        self.metrics.claims.inc()
+        due_at = row["due_at"]
+        if due_at is not None:
+            self.metrics.detection_lag.observe(max(0.0, time.time() - due_at.timestamp()))
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        task = asyncio.create_task(self._deliver(row, time.monotonic()))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.in_flight -= 1
+        self.metrics.in_flight.set(self.in_flight)
+        self.slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("delivery_task_failed", error=repr(task.exception()))
+
+    def _limit(self, generator: str) -> asyncio.Semaphore:
+        if generator not in self._per_generator:
+            self._per_generator[generator] = asyncio.Semaphore(self.settings.generator_in_flight)
+        return self._per_generator[generator]
+
+    async def _deliver(self, row: asyncpg.Record, claimed_at: float) -> None:
+        outcome = delivery.Outcome(delivery.RELEASED, label="released before sending")
+        try:
+            async with self._limit(row["generator"]):
+                # a row that waited too long for a slot is given back rather than sent on a thin lease
+                budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
+                if time.monotonic() - claimed_at < budget - 5:
+                    outcome = await self._send(row)
+        except asyncio.CancelledError:
+            outcome = delivery.Outcome(delivery.RELEASED, label="released at shutdown")
+            await asyncio.shield(self._record(row, outcome))
+            raise
+        await self._record(row, outcome)
+
+    async def _send(self, row: asyncpg.Record) -> delivery.Outcome:
+        request = _as_object(row["request"])
+        if request is None:
+            return delivery.Outcome(delivery.REJECTED, None, "invalid request",
+                                    "the stored request is not a JSON object")
+        d = Delivery(row["generator"], str(row["user_id"]), str(row["id"]), row["attempt"])
+        headers = {**self.authority.headers(d), "Idempotency-Key": f"{d.retry_history_id}:{d.attempt}"}
+        body = {**request, "retryHistoryId": d.retry_history_id, "retryAttempt": d.attempt}
+        outcome = await delivery.deliver(self.client, self.settings.route(d.generator), headers, body,
+                                         connect_timeout_s=self.settings.connect_timeout_s,
+                                         response_timeout_s=self.settings.response_timeout_s)
+        self.metrics.deliveries.labels(d.generator, outcome.kind).inc()
+        self.metrics.delivery_latency.observe(outcome.duration_ms / 1000)
+        self.outcomes[outcome.kind] += 1
+        self.log.info("auto_retry", generation_id=d.retry_history_id, generator=d.generator, attempt=d.attempt,
+                      authority=self.authority.mode, outcome=outcome.kind, status=outcome.http_status,
+                      label=outcome.label, duration_ms=outcome.duration_ms)
+        return outcome
+
+    async def _record(self, row: asyncpg.Record, outcome: delivery.Outcome) -> None:
+        detail = {"label": outcome.label, "message": outcome.message, "duration_ms": outcome.duration_ms}
+        retry_after = timedelta(seconds=outcome.retry_after_s) if outcome.retry_after_s is not None else None
+        try:
+            rec = await self.pool.fetchrow(RECORD, row["id"], row["lease_id"], outcome.kind, outcome.http_status,
+                                           json.dumps(detail), retry_after, self.settings.worker_id)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # the lease runs out and the row is redelivered with the same attempt: nothing is lost
+            self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind, error=str(exc)[:200])
+            return
+        if rec is None:
+            return
+        generator = row["generator"]
+        if rec["failed_with"]:
+            self.metrics.failures.labels(generator).inc()
+            self.log.warning("generation_failed", generation_id=str(row["id"]), generator=generator,
+                             error_message=rec["failed_with"])
+        if rec["circuit"] == "opened":
+            self.metrics.pauses.labels(generator).inc()
+            if outcome.kind == delivery.UNAUTHORIZED:
+                # exactly the seed's bug: the generator does not accept our credentials
+                self.log.error("generator_paused", generator=generator, status=outcome.http_status,
+                               authority=self.authority.mode,
+                               hint="the generator refused our credentials: check PROCESSOR_AUTH_MODE and the "
+                                    "generator's keys (docs/generator-authority.md)", message=outcome.message)
+            else:
+                self.log.warning("generator_paused", generator=generator, reason=outcome.label)
+        elif rec["circuit"] == "closed":
+            self.log.info("generator_resumed", generator=generator)
+
+
+def _as_object(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None

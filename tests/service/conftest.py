@@ -1,0 +1,149 @@
+"""Service fixtures: a scriptable generator stub on loopback and daemons running in this event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from processor.config import Settings
+from processor.daemon import Daemon
+from tests.unit.keys import DEMO_JWT_SECRET
+
+Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Seen:
+    generator: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+@dataclass
+class Stub:
+    """A generator whose answers a test scripts: one behaviour per generator, default 202."""
+
+    url: str = ""
+    seen: list[Seen] = field(default_factory=list)
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def keys(self) -> Counter[str]:
+        return Counter(s.headers.get("idempotency-key", "") for s in self.seen)
+
+    async def wait_for(self, count: int, within_s: float = 10.0) -> None:
+        deadline = time.monotonic() + within_s
+        while len(self.seen) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.seen)} requests arrived, expected {count}")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), 0.05)
+
+
+async def accept(_request: web.Request) -> web.StreamResponse:
+    return web.json_response({"accepted": True}, status=202)
+
+
+def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Behaviour:
+    async def behaviour(_request: web.Request) -> web.StreamResponse:
+        return web.json_response(body if body is not None else {"error": "e", "message": f"scripted {status}"},
+                                 status=status, headers=headers)
+    return behaviour
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[Stub]:
+    s = Stub()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        generator = request.match_info["generator"]
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = {}
+        s.seen.append(Seen(generator, {k.lower(): v for k, v in request.headers.items()}, body, time.time()))
+        s.arrived.set()
+        return await s.behaviours.get(generator, accept)(request)
+
+    app = web.Application()
+    app.router.add_post("/{generator}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    s.url = f"http://127.0.0.1:{port}"
+    yield s
+    await runner.cleanup()
+
+
+def settings_for(db_url: str, functions_url: str, **extra: str) -> Settings:
+    env = {
+        "DATABASE_URL": db_url,
+        "FUNCTIONS_URL": functions_url,
+        "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET,
+        "PROCESSOR_TICK": "30",
+        "PROCESSOR_RESPONSE_TIMEOUT": "2",
+        "PROCESSOR_CONNECT_TIMEOUT": "1",
+        "PROCESSOR_GRACE": "3",
+        **extra,
+    }
+    return Settings.from_env(env, need=("database", "dispatch"))
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.daemon.request_stop()
+        await asyncio.wait_for(self.task, 15)
+
+
+@pytest.fixture
+async def start_daemon() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    running: list[Running] = []
+
+    async def start(settings: Settings, *, listen: bool = True) -> Running:
+        daemon = Daemon(settings, listen=listen)
+        task = asyncio.create_task(daemon.run(signals=False))
+        ready = asyncio.ensure_future(daemon.ready.wait())
+        done, _ = await asyncio.wait([ready, task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            ready.cancel()
+            await task  # raises what stopped it
+        assert daemon.ready.is_set(), "daemon did not become ready"
+        r = Running(daemon, task)
+        running.append(r)
+        return r
+
+    yield start
+    for r in running:
+        if not r.task.done():
+            await r.stop()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def status_of(conn: asyncpg.Connection, row_id: Any) -> str:
+    value: str = await conn.fetchval("SELECT status FROM generation_history WHERE id = $1", row_id)
+    return value
