@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import json
 import time
 from dataclasses import dataclass
@@ -90,8 +91,11 @@ def classify_error(exc: BaseException, response_timeout_s: float) -> Outcome:
     elif isinstance(cause, aiohttp.ConnectionTimeoutError) or (isinstance(exc, httpx.ConnectTimeout) and \
             not isinstance(cause, aiohttp.ClientConnectionError)):
         label = "connect timeout"
-    elif isinstance(cause, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
-        label = "connection refused" if "refused" in str(cause).lower() else "connection failed"
+    elif isinstance(cause, (aiohttp.ClientConnectorError, ConnectionRefusedError)) or isinstance(exc, httpx.ConnectError):
+        os_error = getattr(cause, "os_error", cause)
+        refused = isinstance(os_error, ConnectionRefusedError) or \
+            getattr(os_error, "errno", None) == errno.ECONNREFUSED
+        label = "connection refused" if refused else "connection failed"
     elif isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
                             httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         # No response came back. Counted as not delivered: the redelivery reuses the attempt and its

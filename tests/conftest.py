@@ -18,6 +18,8 @@ import pytest
 from processor import migrate
 from tests.pg import server, with_database
 
+pytest_plugins = ("tests.http_fixtures",)
+
 _counter = itertools.count()
 RUN_ID = uuid.uuid4().hex[:8]
 

@@ -13,7 +13,7 @@ from processor import reference_generator
 from processor.authority import Keys
 from processor.config import DEFAULT_GENERATORS
 from tests.factories import SEED_ID, events, make_generation
-from tests.service.conftest import Running, Stub, settings_for, status_of, wait_until
+from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
 from tests.unit.keys import DEMO_JWT_SECRET
 
 StartDaemon = Callable[..., Awaitable[Running]]

@@ -1,0 +1,37 @@
+"""Run the processor CLI as a subprocess, as an operator or systemd would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+
+from tests.unit.keys import DEMO_JWT_SECRET
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def env_for(db_url: str, functions_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROCESSOR_", "SUPABASE_"))}
+    env.update({"DATABASE_URL": db_url, "FUNCTIONS_URL": functions_url, "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET,
+                "PROCESSOR_LOG_FORMAT": "json", **extra})
+    return env
+
+
+async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "processor", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def run(*args: str, env: dict[str, str], timeout_s: float = 60) -> Result:
+    proc = await start(*args, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())

@@ -1,0 +1,112 @@
+"""processor run / check as subprocesses: signals, --once, --dry-run, configuration errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import asyncpg
+from aiohttp import web
+
+from tests.e2e import cli
+from tests.factories import make_generation
+from tests.http_fixtures import Stub
+
+
+def events(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+async def test_sigterm_finishes_or_releases_in_flight_work_and_exits_0(db_url: str, conn: asyncpg.Connection,
+                                                                       stub: Stub) -> None:
+    async def slow(_request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(4)
+        return web.json_response({}, status=202)
+
+    stub.behaviours["generate-website"] = slow
+    for _ in range(10):
+        await make_generation(conn, due=True)
+    proc = await cli.start("run", env=cli.env_for(db_url, stub.url, PROCESSOR_GRACE="1",
+                                                  PROCESSOR_RESPONSE_TIMEOUT="10", PROCESSOR_GENERATOR_IN_FLIGHT="2"))
+    await stub.wait_for(2, within_s=15)
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0, err.decode()
+    leased = await conn.fetchval("SELECT count(*) FROM generation_history WHERE lease_id IS NOT NULL "
+                                 "OR retry_phase = 'leased'")
+    assert leased == 0
+    released = await conn.fetchval("SELECT count(*) FROM genretry.events WHERE event = 'released'")
+    assert released == 10  # 2 cut off in flight, 8 never sent
+    assert await conn.fetchval("SELECT max(retry_count) FROM generation_history") == 0
+    names = [e["event"] for e in events(out.decode())]
+    assert names[-3:] == ["daemon_stopping", "grace_period_over", "daemon_stopped"]
+
+
+async def test_once_sweeps_waits_and_exits(db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
+    ids = [await make_generation(conn, due=True) for _ in range(3)]
+    result = await cli.run("run", "--once", env=cli.env_for(db_url, stub.url))
+    assert result.code == 0, result.err
+    assert len(stub.seen) == 3
+    assert await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1) AND retry_count = 1",
+                               ids) == 3
+    retries = [e for e in events(result.out) if e["event"] == "auto_retry"]
+    assert len(retries) == 3 and all(e["outcome"] == "accepted" for e in retries)
+
+
+async def test_dry_run_logs_and_changes_nothing(db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
+    row_id = await make_generation(conn, due=True)
+    spent = await make_generation(conn, due=True, retry_count=2)
+    before = await conn.fetch("SELECT * FROM generation_history ORDER BY id")
+    result = await cli.run("run", "--dry-run", env=cli.env_for(db_url, stub.url))
+    assert result.code == 0, result.err
+    logged = {e["event"]: e for e in events(result.out)}
+    assert logged["would_deliver"]["generation_id"] == str(row_id)
+    assert logged["would_fail_exhausted"]["generation_id"] == str(spent)
+    assert stub.seen == []
+    assert await conn.fetch("SELECT * FROM generation_history ORDER BY id") == before
+    assert await conn.fetchval("SELECT count(*) FROM genretry.events") == 0
+
+
+async def test_bad_configuration_lists_every_problem_and_exits_2(db_url: str) -> None:
+    env = cli.env_for(db_url, "not a url", PROCESSOR_AUTH_MODE="magic", PROCESSOR_TICK="soon",
+                      PROCESSOR_MAX_IN_FLIGHT="0", PROCESSOR_LEASE="5", PROCESSOR_RESPONSE_TIMEOUT="30")
+    result = await cli.run("run", env=env)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert all(line.startswith("processor: config: ") for line in lines)
+    named = " ".join(lines)
+    for setting in ("FUNCTIONS_URL", "PROCESSOR_AUTH_MODE", "PROCESSOR_TICK", "PROCESSOR_MAX_IN_FLIGHT",
+                    "PROCESSOR_LEASE"):
+        assert setting in named, setting
+    assert "Traceback" not in result.err
+
+
+async def test_missing_keys_for_the_mode_exit_2(db_url: str) -> None:
+    env = cli.env_for(db_url, SUPABASE_JWT_SECRET="")
+    result = await cli.run("run", env=env)
+    assert result.code == 2 and "SUPABASE_JWT_SECRET: required for PROCESSOR_AUTH_MODE=scoped-jwt" in result.err
+
+
+async def test_an_old_schema_is_refused_with_the_command(empty_db_url: str) -> None:
+    result = await cli.run("run", env=cli.env_for(empty_db_url))
+    assert result.code == 2
+    assert result.err.strip() == (
+        "processor: database schema is at version 0, this processor needs 2: run `processor migrate`")
+
+
+async def test_check_reports_each_part(db_url: str, stub: Stub) -> None:
+    env = cli.env_for(db_url, stub.url, SUPABASE_SECRET_KEYS='{"default": "sb_secret_abcdefghijklmnop"}')
+    result = await cli.run("check", env=env)
+    assert result.code == 0, result.out + result.err
+    for line in ("ok   database:", "ok   schema: version 2", "ok   listen:", "ok   authority: scoped-jwt",
+                 "ok   route generate-website:", "all checks passed"):
+        assert line in result.out, line
+    assert "sb_secret_abcdefghijklmnop" not in result.out and "super-secret-jwt" not in result.out
+    assert "secret_keys" in result.out and "default=sb_sec…" in result.out
+
+
+async def test_check_fails_on_an_unreachable_route(db_url: str) -> None:
+    result = await cli.run("check", env=cli.env_for(db_url, "http://127.0.0.1:9"))
+    assert result.code == 1
+    assert "FAIL route generate-website:" in result.out
