@@ -84,18 +84,16 @@ def classify_error(exc: BaseException, response_timeout_s: float) -> Outcome:
     if isinstance(exc, (httpx.ReadTimeout, TimeoutError)) or isinstance(cause, aiohttp.SocketTimeoutError):
         return Outcome(TIMEOUT, None, f"no answer within {response_timeout_s:g} s")
     label = "connection failed"
+    os_error = getattr(cause, "os_error", cause)
     if isinstance(cause, aiohttp.ClientConnectorDNSError):
         label = "DNS lookup failed"
     elif isinstance(cause, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
         label = "TLS handshake failed"
-    elif isinstance(cause, aiohttp.ConnectionTimeoutError) or (isinstance(exc, httpx.ConnectTimeout) and \
-            not isinstance(cause, aiohttp.ClientConnectionError)):
+    elif isinstance(cause, aiohttp.ConnectionTimeoutError) or (
+            isinstance(exc, httpx.ConnectTimeout) and not isinstance(cause, aiohttp.ClientConnectionError)):
         label = "connect timeout"
-    elif isinstance(cause, (aiohttp.ClientConnectorError, ConnectionRefusedError)) or isinstance(exc, httpx.ConnectError):
-        os_error = getattr(cause, "os_error", cause)
-        refused = isinstance(os_error, ConnectionRefusedError) or \
-            getattr(os_error, "errno", None) == errno.ECONNREFUSED
-        label = "connection refused" if refused else "connection failed"
+    elif isinstance(os_error, ConnectionRefusedError) or getattr(os_error, "errno", None) == errno.ECONNREFUSED:
+        label = "connection refused"
     elif isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
                             httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         # No response came back. Counted as not delivered: the redelivery reuses the attempt and its
