@@ -121,7 +121,8 @@ class Daemon:
             self._idle_s = 0.05 if result.claimed else min(1.0, max(0.05, self._idle_s * 2))
             return self._idle_s if not result.claimed else 0.0
         self._idle_s = 0.0
-        return min(seconds + 0.001, self.settings.tick_s)
+        # no margin needed: epoll rounds its time-out up to the next millisecond, so we never wake early
+        return min(seconds, self.settings.tick_s)
 
     async def _sleep(self, delay: float, result: SweepResult) -> None:
         assert self.scheduler is not None

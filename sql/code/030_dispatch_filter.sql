@@ -3,22 +3,25 @@
 --   probe_ready:  circuit open and its pause over: one row may be claimed as a probe
 --   star_enabled: whether generators without a policy row of their own are enabled
 --   enabled:      generators enabled by a policy row of their own
--- Called by claim and next_wakeup, so both apply the same rule.
-CREATE OR REPLACE FUNCTION genretry.dispatch_filter(p_now timestamptz DEFAULT now())
-RETURNS TABLE (blocked text[], probe_ready text[], star_enabled boolean, enabled text[])
-LANGUAGE sql STABLE
+-- Called by claim and next_wakeup, so both apply the same rule. plpgsql, not SQL: it runs on every claim
+-- and plpgsql keeps its plans for the session, where a SQL function is planned again on each call.
+DROP FUNCTION IF EXISTS genretry.dispatch_filter(timestamptz);  -- its return type changed once
+CREATE FUNCTION genretry.dispatch_filter(p_now timestamptz DEFAULT now(),
+    OUT blocked text[], OUT probe_ready text[], OUT star_enabled boolean, OUT enabled text[])
+LANGUAGE plpgsql STABLE
 SET search_path = genretry, pg_temp
 AS $$
-    SELECT
-        coalesce((SELECT array_agg(s.generator) FROM genretry.generator_state s
-                  WHERE (s.state = 'open' AND s.open_until > p_now)
-                     OR (s.state = 'probing' AND s.probe_until > p_now)), '{}')
-        || coalesce((SELECT array_agg(p.generator) FROM genretry.policy p
-                     WHERE NOT p.enabled AND p.generator <> '*'), '{}'),
-        coalesce((SELECT array_agg(s.generator) FROM genretry.generator_state s
-                  WHERE (s.state = 'open' AND s.open_until <= p_now)
-                     OR (s.state = 'probing' AND s.probe_until <= p_now)), '{}'),
-        coalesce((SELECT p.enabled FROM genretry.policy p WHERE p.generator = '*'), true),
-        coalesce((SELECT array_agg(p.generator) FROM genretry.policy p
-                  WHERE p.enabled AND p.generator <> '*'), '{}')
+BEGIN
+    SELECT coalesce(array_agg(s.generator) FILTER (
+               WHERE (s.state = 'open' AND s.open_until > p_now) OR (s.state = 'probing' AND s.probe_until > p_now)), '{}'),
+           coalesce(array_agg(s.generator) FILTER (
+               WHERE (s.state = 'open' AND s.open_until <= p_now) OR (s.state = 'probing' AND s.probe_until <= p_now)), '{}')
+    INTO blocked, probe_ready
+    FROM genretry.generator_state s WHERE s.state <> 'closed';
+    SELECT coalesce(bool_and(p.enabled) FILTER (WHERE p.generator = '*'), true),
+           coalesce(array_agg(p.generator) FILTER (WHERE p.enabled AND p.generator <> '*'), '{}'),
+           blocked || coalesce(array_agg(p.generator) FILTER (WHERE NOT p.enabled AND p.generator <> '*'), '{}')
+    INTO star_enabled, enabled, blocked
+    FROM genretry.policy p;
+END
 $$;

@@ -16,6 +16,9 @@ RETURNS TABLE (id uuid, user_id uuid, generator text, request jsonb, attempt int
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = genretry, public, pg_temp
+-- The statement below is the same on every call: a generic plan (still the live-row index scan) saves
+-- planning it again each time, which custom plans would do.
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     f record;
@@ -113,6 +116,9 @@ BEGIN
            u.due_at, u.retry_count
     FROM updated u WHERE u.action <> 'not_due';
 
+    IF cardinality(f.probe_ready) = 0 THEN
+        RETURN;
+    END IF;
     -- Probes: remember which lease is the probe; a probe-ready generator with no due row stays open.
     UPDATE genretry.generator_state s
     SET probe_lease = h.lease_id

@@ -23,6 +23,7 @@ RETURNS TABLE (result text, status text, deadline_at timestamptz, retry_count in
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = genretry, public, pg_temp
+SET plan_cache_mode = force_generic_plan  -- every statement here is by primary key
 AS $$
 DECLARE
     h public.generation_history;

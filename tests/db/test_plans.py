@@ -62,6 +62,16 @@ async def test_work_queries_use_the_live_row_index(big_table: asyncpg.Connection
     assert any(n.get("Index Name") == "generation_history_live_deadline_idx" for n in nodes)
 
 
+async def test_the_generic_plan_of_the_claim_uses_the_live_row_index(big_table: asyncpg.Connection) -> None:
+    # genretry.claim runs with plan_cache_mode = force_generic_plan: its plan must not depend on the values
+    await big_table.execute("SET plan_cache_mode = force_generic_plan")
+    await big_table.execute(f"PREPARE due_rows(text[]) AS {DUE_ROWS.replace('$1', '$1')}")
+    raw = await big_table.fetchval("EXPLAIN (FORMAT JSON) EXECUTE due_rows('{}')")
+    nodes = _nodes(json.loads(raw)[0]["Plan"])
+    assert "Seq Scan" not in _scans_of_history(nodes)
+    assert any(n.get("Index Name") == "generation_history_live_deadline_idx" for n in nodes)
+
+
 async def test_stuck_view_uses_the_live_row_index(big_table: asyncpg.Connection) -> None:
     nodes = await _plan(big_table, "SELECT * FROM genretry.stuck")
     scans = _scans_of_history(nodes)

@@ -1,0 +1,194 @@
+"""Detection lag (deadline -> request at the generator) against the seed's fixed-interval poll, and the
+NOTIFY path (genretry.retry_now -> request) against a raw asyncpg NOTIFY->LISTEN floor, in one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+
+from bench.common import Result, Row, daemon_process, fresh_db, ms, pct, stub_arrivals, stub_process, stub_reset
+
+SEED_QUERY = """SELECT id, generator FROM generation_history
+                WHERE status = 'generating' AND updated_at < now() - interval '2 seconds'"""
+
+
+async def _insert_spread(conn: asyncpg.Connection, n: int, spacing_s: float) -> dict[str, float]:
+    """n generating rows whose deadlines are spread spacing_s apart from now + 2 s.
+
+    The policy stays at its 7 minutes; the status change is backdated instead, so that a delivered row's
+    next deadline is 7 minutes away and no second wave of deliveries disturbs the measurement.
+    """
+    rows = await conn.fetch(
+        """INSERT INTO generation_history (user_id, status, status_changed_at)
+           SELECT gen_random_uuid(), 'generating',
+                  clock_timestamp() + i * $2::float8 * interval '1 second' - interval '7 minutes 2 seconds'
+                  + interval '4 seconds'
+           FROM generate_series(0, $1 - 1) i
+           RETURNING id::text, extract(epoch FROM deadline_at)::float8 AS deadline""", n, spacing_s)
+    return {r["id"]: r["deadline"] for r in rows}
+
+
+async def _wait_count(url: str, n: int, within_s: float, quiet_s: float = 0.0) -> list[tuple[str, str, float]]:
+    """The first arrival of each generation (a row delivered again later is not a second sample).
+
+    quiet_s: how long to leave the stub alone first, so polling it does not disturb the measurement.
+    """
+    await asyncio.sleep(quiet_s)
+    deadline = time.monotonic() + within_s
+    while True:
+        first: dict[str, tuple[str, str, float]] = {}
+        for arrival in await stub_arrivals(url):
+            first.setdefault(arrival[1], arrival)
+        if len(first) >= n or time.monotonic() > deadline:
+            return list(first.values())
+        await asyncio.sleep(0.25)
+
+
+async def _seed_poller(db_url: str, stub_url: str, stop: asyncio.Event, interval_s: float) -> None:
+    """The seed's design: every interval, find stale rows without an index and POST each one."""
+    conn = await asyncpg.connect(db_url)
+    async with httpx.AsyncClient() as client:
+        while not stop.is_set():
+            for row in await conn.fetch(SEED_QUERY):
+                await conn.execute("UPDATE generation_history SET status = 'pending' WHERE id = $1", row["id"])
+                await client.post(f"{stub_url}/{row['generator']}", json={"retryHistoryId": str(row["id"])})
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+    await conn.close()
+
+
+async def run(admin_url: str, quick: bool) -> Result:
+    n = 100 if quick else 300
+    result = Result("latency")
+    async with fresh_db(admin_url) as db_url, stub_process() as stub_url:
+        conn = await asyncpg.connect(db_url)
+
+        # 1. the daemon, woken by deadlines; after a warm-up (a process's first deliveries open connections
+        #    and import lazily: a one-time cost, reported separately)
+        async with daemon_process(db_url, stub_url, PROCESSOR_TICK="60"):
+            warm = await _insert_spread(conn, 10, 0.02)
+            warm_arrivals = await _wait_count(stub_url, 10, 30)
+            result.data["cold_start_lag_s"] = max(t - warm[rid] for _k, rid, t in warm_arrivals if rid in warm)
+            await conn.execute("UPDATE generation_history SET status = 'completed'")
+            await stub_reset(stub_url)
+            deadlines = await _insert_spread(conn, n, 0.02)
+            arrivals = await _wait_count(stub_url, n, 30, quiet_s=2.2 + n * 0.02)
+            lags = [t - deadlines[rid] for _key, rid, t in arrivals if rid in deadlines]
+            slow = sorted(((t - deadlines[rid], rid) for _k, rid, t in arrivals if rid in deadlines), reverse=True)
+            result.data["slowest"] = slow[:5]
+
+            # 2. the NOTIFY path: retry_now on rows that are not due
+            await conn.execute("UPDATE generation_history SET status = 'completed'")
+            await stub_reset(stub_url)
+            ids = [r["id"] for r in await conn.fetch(
+                "INSERT INTO generation_history (user_id, status) SELECT gen_random_uuid(), 'generating' "
+                "FROM generate_series(1, $1) RETURNING id::text", n)]
+            await asyncio.sleep(0.5)
+            # The path starts when the commit is acknowledged to the caller. The NOTIFY and that acknowledgement
+            # leave the server together at commit; the call's own work before its commit is not the path.
+            called: dict[str, float] = {}
+            committed: dict[str, float] = {}
+            for rid in ids:
+                called[rid] = time.time()
+                await conn.execute("SELECT genretry.retry_now($1::uuid)", rid)
+                committed[rid] = time.time()
+                await asyncio.sleep(0.02)
+            arrivals = await _wait_count(stub_url, n, 30, quiet_s=0.2)
+            notify = [t - committed[rid] for _key, rid, t in arrivals if rid in committed]
+            from_call = [t - called[rid] for _key, rid, t in arrivals if rid in called]
+            result.data["notify_from_call_s"] = from_call
+
+        # floor of the NOTIFY path: raw asyncpg NOTIFY -> LISTEN, same server, same run
+        floor = await _raw_notify(db_url, n)
+        # floor of detection: a timer that fires at each deadline and POSTs to the same stub with raw aiohttp
+        await stub_reset(stub_url)
+        timer_floor = await _timer_floor(stub_url, n)
+
+        # 3. the seed's design at a 1 s interval (its cron ran far less often)
+        await conn.execute("UPDATE genretry.policy SET enabled = false")  # nothing else touches the rows
+        await conn.execute("UPDATE generation_history SET status = 'completed'")
+        await stub_reset(stub_url)
+        stop = asyncio.Event()
+        poller = asyncio.create_task(_seed_poller(db_url, stub_url, stop, 1.0))
+        rows = await conn.fetch(
+            """INSERT INTO generation_history (user_id, status, status_changed_at, updated_at)
+               SELECT gen_random_uuid(), 'generating', clock_timestamp() + i * 0.02 * interval '1 second',
+                      clock_timestamp() + i * 0.02 * interval '1 second'
+               FROM generate_series(0, $1 - 1) i
+               RETURNING id::text, extract(epoch FROM updated_at + interval '2 seconds')::float8 AS due""", n)
+        seed_due = {r["id"]: r["due"] for r in rows}
+        arrivals = await _wait_count(stub_url, n, 30)
+        stop.set()
+        await poller
+        seed_lags = [t - seed_due[rid] for _key, rid, t in arrivals if rid in seed_due]
+        await conn.close()
+
+    result.rows = [
+        Row("detection lag p50 (deadline -> request)", ms(pct(lags, 50)),
+            f"seed poll 1 s: {ms(pct(seed_lags, 50))}; timer+POST floor: {ms(pct(timer_floor, 50))}",
+            "<= 5 ms", pct(lags, 50) <= 0.005),
+        Row("detection lag p99", ms(pct(lags, 99)),
+            f"seed poll 1 s: {ms(pct(seed_lags, 99))}; timer+POST floor: {ms(pct(timer_floor, 99))}",
+            "<= 20 ms", pct(lags, 99) <= 0.020),
+        Row("NOTIFY path p50 (retry_now -> request)", ms(pct(notify, 50)), f"raw NOTIFY->LISTEN: {ms(pct(floor, 50))}",
+            "<= 3 ms", pct(notify, 50) <= 0.003),
+        Row("NOTIFY path p99", ms(pct(notify, 99)), f"raw NOTIFY->LISTEN: {ms(pct(floor, 99))}", "<= 8 ms",
+            pct(notify, 99) <= 0.008),
+    ]
+    result.data |= {"samples": n, "lag_s": lags, "seed_lag_s": seed_lags, "notify_s": notify, "floor_s": floor,
+                    "timer_floor_s": timer_floor}
+    return result
+
+
+async def _raw_notify(db_url: str, n: int) -> list[float]:
+    listener, sender = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    got: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    def on(_c: object, _p: int, _ch: str, payload: str) -> None:
+        got[payload] = time.time()
+        arrived.set()
+
+    await listener.add_listener("bench_floor", on)
+    samples = []
+    for _ in range(n):
+        token = uuid.uuid4().hex
+        arrived.clear()
+        await sender.execute("SELECT pg_notify('bench_floor', $1)", token)
+        t0 = time.time()  # measured like the NOTIFY path: from the commit's acknowledgement
+        while token not in got:
+            await asyncio.wait_for(arrived.wait(), 5)
+            arrived.clear()
+        samples.append(max(0.0, got[token] - t0))
+        await asyncio.sleep(0.005)
+    await listener.close()
+    await sender.close()
+    return samples
+
+
+async def _timer_floor(stub_url: str, n: int) -> list[float]:
+    """Sleep until each deadline (20 ms apart), then POST with raw aiohttp: the least any design could do."""
+    import aiohttp
+
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        await session.post(f"{stub_url}/warm-up", json={})
+        start = time.time() + 0.5
+        for i in range(n):
+            due = start + i * 0.02
+            await asyncio.sleep(max(0.0, due - time.time()))
+            async with session.post(f"{stub_url}/floor", json={"retryHistoryId": str(i)}) as response:
+                await response.read()
+        arrivals = await _wait_count(stub_url, n + 1, 30)
+    by_id = {rid: t for _k, rid, t in arrivals}
+    for i in range(n):
+        if str(i) in by_id:
+            samples.append(by_id[str(i)] - (start + i * 0.02))
+    return samples
