@@ -11,7 +11,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -22,9 +21,9 @@ from processor.config import Settings
 from processor.credentials import Authority, Delivery
 from processor.logs import get_logger
 from processor.metrics import Metrics
+from processor.recorder import DB_ERRORS, Recorder
 
 CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::float8 * interval '1 second')"
-RECORD = """SELECT * FROM genretry.record_delivery($1, $2, $3, $4, $5::jsonb, $6::interval, $7)"""
 NEXT = "SELECT extract(epoch FROM genretry.next_wakeup(clock_timestamp()) - clock_timestamp())::float8"
 
 
@@ -46,10 +45,12 @@ class Scheduler:
         self.metrics = metrics or Metrics()
         self.log = get_logger("scheduler").bind(worker=settings.worker_id)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.in_flight = 0
+        self.in_flight = 0  # HTTP deliveries under way (bounded by max_in_flight)
+        self.recording = 0  # outcomes not yet written (bounded by 4 x max_in_flight: backpressure)
         self.slot_freed = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
         self._per_generator: dict[str, asyncio.Semaphore] = {}
+        self.recorder = Recorder(pool, settings.worker_id)
 
     # --- one sweep ---------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ class Scheduler:
         result = SweepResult()
         while stopping is None or not stopping.is_set():
             free = self.settings.max_in_flight - self.in_flight
-            if free <= 0:
+            if free <= 0 or self.recording >= 4 * self.settings.max_in_flight:
                 result.capacity_limited = True
                 break
             want = min(self.settings.batch_size, free)
@@ -90,14 +91,16 @@ class Scheduler:
         return seen
 
     async def drain(self, timeout_s: float | None = None) -> bool:
-        """Wait for in-flight deliveries; on time-out cancel them (their rows are released). True if all ended."""
-        if not self.tasks:
-            return True
-        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Wait for in-flight deliveries; on time-out cancel them (their rows are released), then write the
+        outcomes still queued. True if every delivery ended by itself."""
+        pending: set[asyncio.Task[None]] = set()
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self.recorder.close()
         return not pending
 
     async def seconds_to_next_deadline(self) -> float | None:
@@ -125,11 +128,20 @@ class Scheduler:
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
+    def _slot_done(self) -> None:
         self.in_flight -= 1
         self.metrics.in_flight.set(self.in_flight)
-        self.slot_freed.set()
+        self._maybe_signal()
+
+    def _maybe_signal(self) -> None:
+        # Refill in chunks: waking for every freed slot would claim one row per transaction.
+        refill = max(1, min(self.settings.batch_size, self.settings.max_in_flight) // 4)
+        if (self.settings.max_in_flight - self.in_flight >= refill or self.in_flight == 0) and \
+                self.recording < 4 * self.settings.max_in_flight:
+            self.slot_freed.set()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.log.error("delivery_task_failed", error=repr(task.exception()))
 
@@ -139,18 +151,23 @@ class Scheduler:
         return self._per_generator[generator]
 
     async def _deliver(self, row: asyncpg.Record, claimed_at: float) -> None:
-        outcome = delivery.Outcome(delivery.RELEASED, label="released before sending")
+        """Send one claimed row, free its slot when the answer comes, then record the outcome."""
+        self.recording += 1
+        outcome = delivery.Outcome(delivery.RELEASED, label="released at shutdown")
         try:
-            async with self._limit(row["generator"]):
-                # a row that waited too long for a slot is given back rather than sent on a thin lease
-                budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
-                if time.monotonic() - claimed_at < budget - 5:
-                    outcome = await self._send(row)
-        except asyncio.CancelledError:
-            outcome = delivery.Outcome(delivery.RELEASED, label="released at shutdown")
+            outcome = await self._send_within_lease(row, claimed_at)
+        finally:
+            self._slot_done()
+            # written even when this task is cancelled: the outcome must not be lost with it
             await asyncio.shield(self._record(row, outcome))
-            raise
-        await self._record(row, outcome)
+
+    async def _send_within_lease(self, row: asyncpg.Record, claimed_at: float) -> delivery.Outcome:
+        async with self._limit(row["generator"]):
+            # a row that waited too long for a slot is given back rather than sent on a thin lease
+            budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
+            if time.monotonic() - claimed_at >= budget - 5:
+                return delivery.Outcome(delivery.RELEASED, label="released before sending")
+            return await self._send(row)
 
     async def _send(self, row: asyncpg.Record) -> delivery.Outcome:
         request = _as_object(row["request"])
@@ -172,15 +189,15 @@ class Scheduler:
         return outcome
 
     async def _record(self, row: asyncpg.Record, outcome: delivery.Outcome) -> None:
-        detail = {"label": outcome.label, "message": outcome.message, "duration_ms": outcome.duration_ms}
-        retry_after = timedelta(seconds=outcome.retry_after_s) if outcome.retry_after_s is not None else None
         try:
-            rec = await self.pool.fetchrow(RECORD, row["id"], row["lease_id"], outcome.kind, outcome.http_status,
-                                           json.dumps(detail), retry_after, self.settings.worker_id)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            rec = await self.recorder.record(row["id"], row["lease_id"], outcome)
+        except DB_ERRORS as exc:
             # the lease runs out and the row is redelivered with the same attempt: nothing is lost
             self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind, error=str(exc)[:200])
             return
+        finally:
+            self.recording -= 1
+            self._maybe_signal()
         if rec is None:
             return
         generator = row["generator"]
