@@ -60,24 +60,23 @@ BEGIN
             ORDER BY h.deadline_at LIMIT 1
             FOR UPDATE SKIP LOCKED) pr
     ), candidates AS (
+        -- policy by join, not by a function call per row; stale_for is the row's own (kept by the triggers)
         SELECT h.id, h.deadline_at AS due_at, h.retry_count AS retries,
                CASE
                    WHEN coalesce(h.retry_phase, 'delivered') = 'delivered'
-                        AND greatest(h.heartbeat_at, h.status_changed_at)
-                            + CASE WHEN h.status = 'pending' THEN p.pending_stale_after ELSE p.stale_after END
-                            > p_now
+                        AND greatest(h.heartbeat_at, h.status_changed_at) + h.stale_for > p_now
                    THEN 'not_due'
-                   WHEN h.retry_count >= p.max_retries THEN 'exhausted'
+                   WHEN h.retry_count >= coalesce(gp.max_retries, sp.max_retries) THEN 'exhausted'
                    ELSE 'deliver'
                END AS action,
-               greatest(h.heartbeat_at, h.status_changed_at)
-                   + CASE WHEN h.status = 'pending' THEN p.pending_stale_after ELSE p.stale_after END AS true_deadline,
+               greatest(h.heartbeat_at, h.status_changed_at) + h.stale_for AS true_deadline,
                format('retries exhausted: %s automatic %s made; still %s, last sign of life %s ago%s',
                       h.retry_count, CASE WHEN h.retry_count = 1 THEN 'retry' ELSE 'retries' END, h.status,
                       genretry.human_interval(p_now - greatest(h.heartbeat_at, h.status_changed_at)),
                       coalesce(', last delivery: ' || h.last_outcome, '')) AS exhausted_message
         FROM public.generation_history h
-        CROSS JOIN LATERAL genretry.effective_policy(h.generator) p
+        LEFT JOIN genretry.policy gp ON gp.generator = h.generator
+        JOIN genretry.policy sp ON sp.generator = '*'
         WHERE h.id IN (SELECT n.id FROM normal n UNION ALL SELECT pb.id FROM probes pb)
     ), updated AS (
         UPDATE public.generation_history h SET
@@ -114,7 +113,8 @@ BEGIN
     )
     SELECT u.id, u.user_id, u.generator, u.request, u.attempt, u.lease_id, u.action, u.error_message,
            u.due_at, u.retry_count
-    FROM updated u WHERE u.action <> 'not_due';
+    FROM updated u WHERE u.action <> 'not_due'
+    ORDER BY u.due_at;  -- delivered in deadline order
 
     IF cardinality(f.probe_ready) = 0 THEN
         RETURN;

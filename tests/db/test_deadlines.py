@@ -94,3 +94,25 @@ async def test_a_due_row_with_a_fresh_heartbeat_is_corrected_not_claimed(conn: a
     assert await conn.fetch("SELECT * FROM genretry.claim('w', 10, '1 min')") == []
     assert await conn.fetchval(
         "SELECT deadline_at = heartbeat_at + interval '7 minutes' FROM generation_history WHERE id = $1", row_id)
+
+
+async def test_a_policy_change_applies_to_live_rows_at_once(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn)
+    leased = await make_generation(conn, due=True)
+    await conn.fetch("SELECT * FROM genretry.claim('w', 10, '1 minute')")
+    before = (await row(conn, leased))["deadline_at"]
+    await conn.execute("UPDATE genretry.policy SET stale_after = '30 seconds' WHERE generator = '*'")
+    assert await _offset(conn, row_id) == timedelta(seconds=30)
+    assert (await row(conn, row_id))["stale_for"] == timedelta(seconds=30)
+    assert (await row(conn, leased))["deadline_at"] == before  # the processor's lease is left alone
+
+
+async def test_a_heartbeat_within_the_slack_runs_no_trigger(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn)
+    r = await row(conn, row_id)
+    await conn.execute("UPDATE generation_history SET updated_at = now() - interval '1 hour' WHERE id = $1", row_id)
+    stamp = (await row(conn, row_id))["updated_at"]
+    await conn.execute("UPDATE generation_history SET heartbeat_at = $2 WHERE id = $1", row_id,
+                       r["status_changed_at"] + timedelta(seconds=5))
+    after = await row(conn, row_id)
+    assert after["deadline_at"] == r["deadline_at"] and after["updated_at"] == stamp

@@ -9,6 +9,7 @@ import signal
 import asyncpg
 from aiohttp import web
 
+from processor import migrate
 from tests.e2e import cli
 from tests.factories import make_generation
 from tests.http_fixtures import Stub
@@ -91,15 +92,15 @@ async def test_missing_keys_for_the_mode_exit_2(db_url: str) -> None:
 async def test_an_old_schema_is_refused_with_the_command(empty_db_url: str) -> None:
     result = await cli.run("run", env=cli.env_for(empty_db_url))
     assert result.code == 2
-    assert result.err.strip() == (
-        "processor: database schema is at version 0, this processor needs 2: run `processor migrate`")
+    assert result.err.strip() == (f"processor: database schema is at version 0, this processor needs "
+                                  f"{migrate.required_version()}: run `processor migrate`")
 
 
 async def test_check_reports_each_part(db_url: str, stub: Stub) -> None:
     env = cli.env_for(db_url, stub.url, SUPABASE_SECRET_KEYS='{"default": "sb_secret_abcdefghijklmnop"}')
     result = await cli.run("check", env=env)
     assert result.code == 0, result.out + result.err
-    for line in ("ok   database:", "ok   schema: version 2", "ok   listen:", "ok   authority: scoped-jwt",
+    for line in ("ok   database:", f"ok   schema: version {migrate.required_version()}", "ok   listen:", "ok   authority: scoped-jwt",
                  "ok   route generate-website:", "all checks passed"):
         assert line in result.out, line
     assert "sb_secret_abcdefghijklmnop" not in result.out and "super-secret-jwt" not in result.out
