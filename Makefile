@@ -28,5 +28,5 @@ test-quick: $(STAMP) ## the suite without the slow reliability tests
 	$(BIN)/pytest -m 'not reliability'
 
 lint: $(STAMP) ## ruff and mypy --strict
-	$(BIN)/ruff check processor tests
+	$(BIN)/ruff check processor tests bench
 	$(BIN)/mypy

@@ -5,6 +5,7 @@ NOTIFY path (genretry.retry_now -> request) against a raw asyncpg NOTIFY->LISTEN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -57,10 +58,8 @@ async def _seed_poller(db_url: str, stub_url: str, stop: asyncio.Event, interval
             for row in await conn.fetch(SEED_QUERY):
                 await conn.execute("UPDATE generation_history SET status = 'pending' WHERE id = $1", row["id"])
                 await client.post(f"{stub_url}/{row['generator']}", json={"retryHistoryId": str(row["id"])})
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
     await conn.close()
 
 

@@ -55,7 +55,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def ms(value: float) -> str:
@@ -144,7 +144,8 @@ async def daemon_process(db_url: str, functions_url: str, **extra: str) -> Async
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "processor", "run", env=env, cwd=ROOT,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
-    keep = open(os.environ["BENCH_DAEMON_LOG"], "ab") if os.environ.get("BENCH_DAEMON_LOG") else None
+    # BENCH_DAEMON_LOG=path keeps the daemon's log lines, for looking into a slow sample
+    keep = open(os.environ["BENCH_DAEMON_LOG"], "ab") if os.environ.get("BENCH_DAEMON_LOG") else None  # noqa: ASYNC230, SIM115
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)

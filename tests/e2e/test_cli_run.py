@@ -100,7 +100,8 @@ async def test_check_reports_each_part(db_url: str, stub: Stub) -> None:
     env = cli.env_for(db_url, stub.url, SUPABASE_SECRET_KEYS='{"default": "sb_secret_abcdefghijklmnop"}')
     result = await cli.run("check", env=env)
     assert result.code == 0, result.out + result.err
-    for line in ("ok   database:", f"ok   schema: version {migrate.required_version()}", "ok   listen:", "ok   authority: scoped-jwt",
+    for line in ("ok   database:", f"ok   schema: version {migrate.required_version()}", "ok   listen:",
+                 "ok   authority: scoped-jwt",
                  "ok   route generate-website:", "all checks passed"):
         assert line in result.out, line
     assert "sb_secret_abcdefghijklmnop" not in result.out and "super-secret-jwt" not in result.out
