@@ -39,6 +39,7 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.listener: Listener | None = None
         self._idle_s = 0.0
+        self._for_deadline = True  # the planned wake-up is a deadline (claim), not the safety tick (look)
         self._tasks: list[asyncio.Task[Any]] = []
 
     # --- hints from the listener -----------------------------------------------------------------
@@ -89,9 +90,17 @@ class Daemon:
         assert self.scheduler is not None
         result = SweepResult()
         db_backoff = 0.5
+        look_first = False  # woken by the safety tick alone: ask when work is due before claiming
         while not self.stop.is_set():
             self.wake.clear()
             try:
+                if look_first:
+                    seconds = await self.scheduler.seconds_to_next_deadline()
+                    if seconds is None or seconds > 0:
+                        delay = self._until(seconds)
+                        self.healthy, db_backoff = True, 0.5
+                        look_first = await self._sleep(delay, result) and not self._for_deadline
+                        continue
                 result = await self.scheduler.run_once(stopping=self.stop)
                 delay = await self._next_delay(result)
                 self.healthy, db_backoff = True, 0.5
@@ -99,6 +108,7 @@ class Daemon:
                 self.healthy = False
                 self.log.error("database_error", error=str(exc)[:300], retry_in_s=round(db_backoff, 2))
                 delay, db_backoff = db_backoff * random.uniform(0.8, 1.2), min(db_backoff * 2, 30.0)
+                self._for_deadline = True  # after an error, sweep rather than only look
             self._check_parts()
             if not self.ready.is_set() and self.healthy:
                 self.ready.set()
@@ -107,31 +117,39 @@ class Daemon:
             if once:
                 await self.scheduler.drain(self.settings.grace_s + self.settings.response_timeout_s)
                 return
-            await self._sleep(delay, result)
+            look_first = await self._sleep(delay, result) and not self._for_deadline
 
     async def _next_delay(self, result: SweepResult) -> float:
         assert self.scheduler is not None
         if result.capacity_limited:
+            self._for_deadline = True
             return self.settings.tick_s  # a freed slot wakes the loop
         seconds = await self.scheduler.seconds_to_next_deadline()
-        if seconds is None:
-            return self.settings.tick_s
-        if seconds <= 0:
+        if seconds is not None and seconds <= 0:
             # due rows that the last sweep could not take (locked by another transaction): do not spin
+            self._for_deadline = True
             self._idle_s = 0.05 if result.claimed else min(1.0, max(0.05, self._idle_s * 2))
             return self._idle_s if not result.claimed else 0.0
         self._idle_s = 0.0
-        # no margin needed: epoll rounds its time-out up to the next millisecond, so we never wake early
-        return min(seconds, self.settings.tick_s)
+        return self._until(seconds)
 
-    async def _sleep(self, delay: float, result: SweepResult) -> None:
+    def _until(self, seconds: float | None) -> float:
+        """Sleep until the deadline, or the safety tick when it comes first (then only look, not claim).
+
+        No margin is added: epoll rounds its time-out up to the next millisecond, so we never wake early.
+        """
+        self._for_deadline = seconds is not None and seconds <= self.settings.tick_s
+        return self.settings.tick_s if seconds is None else min(seconds, self.settings.tick_s)
+
+    async def _sleep(self, delay: float, result: SweepResult) -> bool:
+        """Sleep until the planned time, a notification, a freed slot or stop. True when the time came."""
         assert self.scheduler is not None
         self.wake_at = time.monotonic() + delay
         ping_every = systemd.watchdog_interval_s()
         while not self.stop.is_set() and not self.wake.is_set():
             remaining = self.wake_at - time.monotonic()
             if remaining <= 0:
-                return
+                return True
             step = min(remaining, ping_every) if ping_every else remaining
             events = [self.stop.wait(), self.wake.wait()]
             if result.capacity_limited:
@@ -144,7 +162,8 @@ class Daemon:
             if ping_every and self.healthy:
                 systemd.notify("WATCHDOG=1")
             if done and result.capacity_limited and self.scheduler.slot_freed.is_set():
-                return
+                return False
+        return False
 
     def _check_parts(self) -> None:
         """A part that died stops the daemon (systemd restarts it): never a half-alive process."""
