@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-quick lint
+.PHONY: help install demo test test-quick lint bench bench-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
+demo: $(STAMP) ## the whole story on an embedded PostgreSQL, in under a minute
+	env -u DATABASE_URL $(BIN)/processor demo
+
 test: $(STAMP) ## run the whole suite (TEST_DATABASE_URL, else Docker, else an embedded PostgreSQL)
 	$(BIN)/pytest
 
@@ -30,3 +33,9 @@ test-quick: $(STAMP) ## the suite without the slow reliability tests
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check processor tests bench
 	$(BIN)/mypy
+
+bench: $(STAMP) ## all benchmarks (about 25 min): one table, bench/results/*.json (BENCH_DATABASE_URL or embedded)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) ## the benchmarks with short runs and small tables (about 5 min)
+	$(BIN)/python -m bench.run --quick

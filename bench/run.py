@@ -56,6 +56,9 @@ async def main(names: list[str], quick: bool) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs and smaller tables")
-    parser.add_argument("names", nargs="*", choices=[*ALL, []], default=list(ALL))
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {' '.join(ALL)} (default: all)")
     args = parser.parse_args()
+    unknown = [n for n in args.names if n not in ALL]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ALL)}")
     raise SystemExit(asyncio.run(main(args.names or list(ALL), args.quick)))

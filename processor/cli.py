@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -30,10 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="log what one sweep would claim and send; change nothing")
     p.add_argument("--no-listen", action="store_true", help="no LISTEN (behind a transaction pooler): poll at the tick")
     p.add_argument("--log-format", choices=("auto", "json", "console"), default=None)
+    p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve /metrics and /healthz (PROCESSOR_METRICS_ADDR)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("check", help="check configuration, database, schema, LISTEN, routes and keys")
     p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("status", help="the overview and the stuck generations, with the reason for each")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.add_argument("--limit", type=int, default=50, help="at most this many stuck rows (default 50)")
+    p.set_defaults(handler=cmd_status)
+    for name, helptext in (("reset", "start a generation over: pending, counters zeroed, due now"),
+                           ("retry-now", "make a live generation due now, keeping its retry count"),
+                           ("give-up", "mark a live generation failed with a reason")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("id", metavar="ID")
+        if name == "give-up":
+            p.add_argument("--reason", required=True)
+        p.add_argument("--force", action="store_true", help="even while a delivery is in flight")
+        p.set_defaults(handler=cmd_admin, admin=name)
+    p = sub.add_parser("history", help="the event log of one generation, oldest first")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("demo", help="the whole story on an embedded PostgreSQL, in under a minute")
+    p.add_argument("--force", action="store_true", help="use DATABASE_URL even if it already has generations")
+    p.add_argument("--log-format", choices=("auto", "json", "console"), default="console")
+    p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("serve-generator", help="run the reference generator (verifies requests, plays generations)")
     p.add_argument("--host", default="127.0.0.1")
@@ -53,11 +78,49 @@ def _rate(text: str) -> float:
     return value
 
 
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from processor import demo
+
+    return await demo.run(force=args.force, log_format=args.log_format)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    from processor import admin
+
+    return await admin.status(Settings.from_env(), as_json=args.json, limit=args.limit)
+
+
+ADMIN_SQL = {
+    "reset": "SELECT genretry.reset($1, force => $2)",
+    "retry-now": "SELECT genretry.retry_now($1, force => $2)",
+    "give-up": "SELECT genretry.give_up($1, $3, force => $2)",
+}
+
+
+async def cmd_admin(args: argparse.Namespace) -> int:
+    from processor import admin
+
+    generation_id = admin.parse_id(args.id)
+    settings = Settings.from_env()
+    extra = (args.reason,) if args.admin == "give-up" else ()
+    return await admin.call(settings, ADMIN_SQL[args.admin], generation_id, args.force, *extra)
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    from processor import admin
+
+    generation_id = admin.parse_id(args.id)
+    return await admin.history(Settings.from_env(), generation_id, as_json=args.json)
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     from processor import logs
     from processor.daemon import Daemon
 
-    settings = Settings.from_env(need=("database",) if args.dry_run else ("database", "dispatch"))
+    env = dict(os.environ)
+    if args.metrics_addr:
+        env["PROCESSOR_METRICS_ADDR"] = args.metrics_addr
+    settings = Settings.from_env(env, need=("database",) if args.dry_run else ("database", "dispatch"))
     logs.configure(args.log_format or settings.log_format, settings.log_level)
     daemon = Daemon(settings, listen=not args.no_listen)
     await daemon.run(once=args.once, dry_run=args.dry_run)

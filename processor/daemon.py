@@ -64,6 +64,7 @@ class Daemon:
         client = delivery.make_client(max_connections=s.max_in_flight, connect_timeout_s=s.connect_timeout_s,
                                       response_timeout_s=s.response_timeout_s)
         tasks = self._tasks = []
+        metrics_runner: Any = None
         try:
             async with pool.acquire() as conn:
                 version, current = await migrate.check_schema(conn)
@@ -78,12 +79,20 @@ class Daemon:
                 self.listener = Listener(s.database_url, self.hint, self.wake_now, probe_interval_s=s.tick_s)
                 await self.listener.start(pool)
                 tasks.append(asyncio.create_task(self.listener.run(self.stop), name="listener"))
+            if s.metrics_addr:
+                from processor import health
+                from processor.config import parse_host_port
+
+                host, port = parse_host_port("PROCESSOR_METRICS_ADDR", s.metrics_addr, [])
+                metrics_runner = await health.serve(self, self.metrics, pool, host, port)
             if signals:
                 self._install_signals()
             self.log.info("daemon_started", schema_version=version, listen=self.listen, authority=s.auth_mode,
                           max_in_flight=s.max_in_flight, tick_s=s.tick_s)
             await self._loop(once)
         finally:
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await self._shutdown(tasks, client, pool)
 
     async def _loop(self, once: bool) -> None:

@@ -86,3 +86,19 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         text = "timed out"
     return text
+
+
+async def admin_call(conn: Conn, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run an admin API call; the database's refusals become ProcessorErrors carrying its message."""
+    from processor.errors import NotFoundError
+
+    try:
+        return list(await conn.fetch(sql, *args))
+    except asyncpg.NoDataFoundError as exc:
+        raise NotFoundError(exc.message) from exc
+    except (asyncpg.ObjectInUseError, asyncpg.ObjectNotInPrerequisiteStateError,
+            asyncpg.InvalidParameterValueError) as exc:
+        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+        raise DatabaseError(f"{exc.message}{hint}") from exc
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise DatabaseError(f"permission denied: {exc.message} (connect as a role granted genretry_admin)") from exc

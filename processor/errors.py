@@ -39,3 +39,9 @@ class SchemaError(ProcessorError):
 
 class MigrationError(SchemaError):
     """A migration cannot be applied safely."""
+
+
+class UsageError(ProcessorError):
+    """A command-line argument is malformed."""
+
+    exit_code = EXIT_USAGE

@@ -1,0 +1,57 @@
+"""--metrics-addr: Prometheus text exposition at /metrics and /healthz (200 healthy, 503 not).
+
+The gauges that need the database (due rows, oldest overdue age, paused generators) are read by one
+query when /metrics is scraped, so an idle daemon that nobody scrapes sends nothing for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from processor.logs import get_logger
+from processor.metrics import Metrics
+
+GAUGES = """
+SELECT count(*) FILTER (WHERE deadline_at <= now()) AS due,
+       coalesce(extract(epoch FROM max(now() - deadline_at) FILTER (WHERE deadline_at <= now())), 0)::float8
+           AS oldest_overdue_s,
+       (SELECT count(*) FROM genretry.generator_state WHERE state <> 'closed') AS paused
+FROM public.generation_history WHERE status IN ('pending', 'generating')
+"""
+
+
+async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, port: int) -> web.AppRunner:
+    """Start the metrics and health endpoints in this event loop."""
+    log = get_logger("health")
+
+    async def metrics_page(_request: web.Request) -> web.Response:
+        try:
+            row = await pool.fetchrow(GAUGES)
+            if row is not None:
+                metrics.due_rows.set(row["due"])
+                metrics.oldest_overdue.set(row["oldest_overdue_s"])
+                metrics.paused_generators.set(row["paused"])
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("metrics_query_failed", error=str(exc)[:200])
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        healthy = bool(daemon.healthy) and not daemon.stop.is_set()
+        return web.json_response({"healthy": healthy, "ready": daemon.ready.is_set(),
+                                  "listener": None if daemon.listener is None else daemon.listener.healthy},
+                                 status=200 if healthy else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("metrics_listening", url=f"http://{host}:{port}/metrics")
+    return runner
