@@ -15,13 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processor.logs import get_logger
 from processor.metrics import Metrics
 
-GAUGES = """
-SELECT count(*) FILTER (WHERE deadline_at <= now()) AS due,
-       coalesce(extract(epoch FROM max(now() - deadline_at) FILTER (WHERE deadline_at <= now())), 0)::float8
-           AS oldest_overdue_s,
-       (SELECT count(*) FROM genretry.generator_state WHERE state <> 'closed') AS paused
-FROM public.generation_history WHERE status IN ('pending', 'generating')
-"""
+GAUGES = "SELECT * FROM genretry.metrics_snapshot()"
 
 
 async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, port: int) -> web.AppRunner:

@@ -23,6 +23,9 @@
 CREATE OR REPLACE FUNCTION genretry.track_row()
 RETURNS trigger
 LANGUAGE plpgsql
+-- SECURITY DEFINER: the application's own roles update generation_history without any right in
+-- schema genretry; the trigger reads the policy and notifies with the owner's rights.
+SECURITY DEFINER
 SET search_path = genretry, public, pg_temp
 AS $$
 DECLARE

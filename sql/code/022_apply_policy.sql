@@ -5,6 +5,9 @@
 CREATE OR REPLACE FUNCTION genretry.apply_policy()
 RETURNS trigger
 LANGUAGE plpgsql
+-- SECURITY DEFINER: the application's own roles update generation_history without any right in
+-- schema genretry; the trigger reads the policy and notifies with the owner's rights.
+SECURITY DEFINER
 SET search_path = genretry, public, pg_temp
 AS $$
 BEGIN

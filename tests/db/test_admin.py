@@ -87,26 +87,12 @@ async def test_a_live_lease_is_refused_unless_forced(conn: asyncpg.Connection, c
 
 async def test_admin_calls_record_the_actor(conn: asyncpg.Connection) -> None:
     row_id = await make_generation(conn)
-    await conn.execute("DROP ROLE IF EXISTS genretry_test_admin")
-    await conn.execute("CREATE ROLE genretry_test_admin")
-    await conn.execute("GRANT genretry_test_admin TO current_user")
-    await conn.execute("GRANT USAGE ON SCHEMA genretry TO genretry_test_admin")
-    await conn.execute("GRANT SELECT, UPDATE ON generation_history TO genretry_test_admin")
-    await conn.execute("GRANT SELECT, INSERT ON genretry.events TO genretry_test_admin")
-    await conn.execute("GRANT SELECT ON genretry.policy TO genretry_test_admin")
-    try:
-        await conn.execute("SET ROLE genretry_test_admin")
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE genretry_admin")
         await conn.fetchval("SELECT genretry.retry_now($1)", row_id)
-        await conn.execute("RESET ROLE")
-        actor = await conn.fetchval(
-            "SELECT actor FROM genretry.events WHERE generation_id = $1 AND event = 'retry_now'", row_id)
-        assert actor == "genretry_test_admin"
-    finally:
-        await conn.execute("RESET ROLE")
-        await conn.execute("REVOKE ALL ON generation_history FROM genretry_test_admin")
-        await conn.execute("REVOKE ALL ON genretry.events, genretry.policy FROM genretry_test_admin")
-        await conn.execute("REVOKE ALL ON SCHEMA genretry FROM genretry_test_admin")
-        await conn.execute("DROP ROLE genretry_test_admin")
+    actor = await conn.fetchval(
+        "SELECT actor FROM genretry.events WHERE generation_id = $1 AND event = 'retry_now'", row_id)
+    assert actor == "genretry_admin"
 
 
 async def test_history_is_oldest_first(conn: asyncpg.Connection) -> None:
