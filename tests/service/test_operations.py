@@ -7,8 +7,8 @@ import shutil
 import signal
 import socket
 import subprocess
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
