@@ -59,6 +59,8 @@ class Daemon:
 
     async def run(self, *, once: bool = False, dry_run: bool = False, signals: bool = True) -> None:
         s = self.settings
+        if signals:  # first of all: a SIGTERM during start-up ends the daemon cleanly too
+            self._install_signals()
         pool = await db.create_pool(s.database_url, min_size=1, max_size=min(s.max_in_flight, 8) + 2,
                                     **({} if self.listen else {"statement_cache_size": 0}))
         client = delivery.make_client(max_connections=s.max_in_flight, connect_timeout_s=s.connect_timeout_s,
@@ -85,11 +87,10 @@ class Daemon:
 
                 host, port = parse_host_port("PROCESSOR_METRICS_ADDR", s.metrics_addr, [])
                 metrics_runner = await health.serve(self, self.metrics, pool, host, port)
-            if signals:
-                self._install_signals()
             self.log.info("daemon_started", schema_version=version, listen=self.listen, authority=s.auth_mode,
                           max_in_flight=s.max_in_flight, tick_s=s.tick_s)
-            await self._loop(once)
+            if not self.stop.is_set():
+                await self._loop(once)
         finally:
             if metrics_runner is not None:
                 await metrics_runner.cleanup()

@@ -163,9 +163,10 @@ class Scheduler:
 
     async def _send_within_lease(self, row: asyncpg.Record, claimed_at: float) -> delivery.Outcome:
         async with self._limit(row["generator"]):
-            # a row that waited too long for a slot is given back rather than sent on a thin lease
+            # A row that waited too long for a slot is given back rather than sent on a lease that could run
+            # out during the delivery: sent only while connect + response time-out still fit, with a margin.
             budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
-            if time.monotonic() - claimed_at >= budget - 5:
+            if time.monotonic() - claimed_at >= budget * 0.8:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
             return await self._send(row)
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.unit.keys import DEMO_JWT_SECRET
 
@@ -24,10 +25,15 @@ def env_for(db_url: str, functions_url: str = "http://127.0.0.1:9", **extra: str
     return env
 
 
-async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "processor", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+async def start(*args: str, env: dict[str, str], log: Path | None = None) -> asyncio.subprocess.Process:
+    """Start the CLI. With `log`, output goes to that file (a pipe nobody reads would fill and block it)."""
+    if log is None:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "processor", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    with log.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "processor", *args, env=env, stdout=sink, stderr=asyncio.subprocess.STDOUT)
 
 
 async def run(*args: str, env: dict[str, str], timeout_s: float = 60) -> Result:

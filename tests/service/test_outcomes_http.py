@@ -153,3 +153,11 @@ async def test_two_daemons_deliver_each_attempt_exactly_once(db_url: str, conn: 
 async def _count_delivered(conn: asyncpg.Connection, n: int) -> bool:
     count: int = await conn.fetchval("SELECT count(*) FROM generation_history WHERE retry_count = 1")
     return count == n
+
+
+async def test_a_short_lease_still_delivers(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                            start_daemon: StartDaemon) -> None:
+    # regression: a fixed 5 s safety margin once made every row with a short lease be released unsent
+    r = await outcome_of(db_url, conn, stub, start_daemon, PROCESSOR_LEASE="3s", PROCESSOR_RESPONSE_TIMEOUT="1s",
+                         PROCESSOR_CONNECT_TIMEOUT="0.5s")
+    assert (r["retry_count"], r["last_outcome"]) == (1, "202")
