@@ -37,11 +37,11 @@ async def test_kill_nine_ten_times(db_url: str, conn: asyncpg.Connection, tmp_pa
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
         proc = await cli.start("run", env=env, log=tmp_path / "final.log")
-        while '"daemon_ready"' not in (tmp_path / "final.log").read_text():
-            await asyncio.sleep(0.1)
+        await _wait_for_line(tmp_path / "final.log", '"daemon_ready"')
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            live = await conn.fetchval("SELECT count(*) FROM generation_history WHERE status IN ('pending','generating')")
+            live = await conn.fetchval(
+                "SELECT count(*) FROM generation_history WHERE status IN ('pending', 'generating')")
             if live == 0:
                 break
             await asyncio.sleep(0.5)
@@ -73,3 +73,10 @@ async def test_kill_nine_ten_times(db_url: str, conn: asyncpg.Connection, tmp_pa
     print(f"\ncrash safety: {len(delivered)} keys delivered, {len(redelivered)} redelivered with the same key, "
           f"{stub.abandoned} abandoned by a killed caller, {stub.finished[False]} late finishes fenced, "
           f"{kills_mattered} rows the kills left behind")
+
+
+async def _wait_for_line(log: Path, text: str, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while text not in log.read_text():  # noqa: ASYNC240 (a small local file)
+        assert time.monotonic() < deadline, f"{text} not logged within {within_s} s"
+        await asyncio.sleep(0.1)  # polling a file: there is no event to wait on
