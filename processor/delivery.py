@@ -101,7 +101,7 @@ def classify_error(exc: BaseException, response_timeout_s: float) -> Outcome:
         label = "connection reset"
     elif isinstance(exc, httpx.WriteTimeout):
         label = "request could not be sent in time"
-    message = str(cause).splitlines()[0][:MAX_MESSAGE_CHARS] if str(cause) else type(cause).__name__
+    message = clean(str(cause)) if str(cause) else type(cause).__name__
     return Outcome(UNREACHABLE, None, label, message)
 
 
@@ -136,7 +136,7 @@ async def deliver(client: httpx.AsyncClient, url: str, headers: dict[str, str], 
     retry_after = parse_retry_after(response.headers.get("retry-after")) if kind == UNREACHABLE else None
     label = str(response.status_code)
     if 300 <= response.status_code < 400:
-        label = f"redirect {response.status_code} to {response.headers.get('location', '?')[:200]}"
+        label = f"redirect {response.status_code} to {clean(response.headers.get('location', '?'), 200)}"
     return Outcome(kind, response.status_code, label, _message(text), retry_after, _ms(started))
 
 
@@ -152,18 +152,26 @@ async def _read_text(response: httpx.Response, limit: int = 65536) -> str:
     return b"".join(chunks)[:limit].decode("utf-8", "replace")
 
 
+_CONTROL = dict.fromkeys(range(32), " ") | {0x7F: " "}
+
+
+def clean(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """A peer's text made safe to store and log: no NUL or control characters (jsonb refuses \u0000)."""
+    return " ".join(text.translate(_CONTROL).split())[:limit]
+
+
 def _message(text: str) -> str:
     """The generator's message: JSON {"message"|"error": ...} when it sent one, else its text."""
     try:
         data = json.loads(text)
     except ValueError:
-        return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+        return clean(text)
     if isinstance(data, dict):
         for key in ("message", "error", "msg", "detail"):
             value = data.get(key)
             if isinstance(value, str):
-                return value[:MAX_MESSAGE_CHARS]
-    return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+                return clean(value)
+    return clean(text)
 
 
 def _ms(started: float) -> float:

@@ -64,14 +64,19 @@ class Recorder:
             self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._flush_now)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        async with self._slots:
-            try:
+        try:
+            async with self._slots:
                 rows = await self.pool.fetch(RECORD_MANY, json.dumps([p.element for p in batch]), self.worker)
-            except DB_ERRORS as exc:
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+        except asyncpg.DataError as error:
+            if len(batch) == 1:
+                _fail(batch, error)
                 return
+            for p in batch:  # one bad element must not cost the others their record: one by one
+                await self._write([p])
+            return
+        except DB_ERRORS as error:
+            _fail(batch, error)
+            return
         verdicts = {str(r["id"]): r for r in rows}
         for p in batch:
             if not p.future.done():
@@ -83,3 +88,9 @@ class Recorder:
         while self._flushes:
             await asyncio.gather(*list(self._flushes), return_exceptions=True)
             self._flush_now()
+
+
+def _fail(batch: list[_Pending], error: BaseException) -> None:
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(error)

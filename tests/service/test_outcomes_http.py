@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp import web
 
 from tests.factories import make_generation, row
@@ -161,3 +162,46 @@ async def test_a_short_lease_still_delivers(db_url: str, conn: asyncpg.Connectio
     r = await outcome_of(db_url, conn, stub, start_daemon, PROCESSOR_LEASE="3s", PROCESSOR_RESPONSE_TIMEOUT="1s",
                          PROCESSOR_CONNECT_TIMEOUT="0.5s")
     assert (r["retry_count"], r["last_outcome"]) == (1, "202")
+
+
+async def test_reset_mid_response_does_not_count(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                 start_daemon: StartDaemon) -> None:
+    async def reset(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        assert request.transport is not None
+        request.transport.abort()  # the connection dies before any response byte
+        return web.Response()
+
+    r = await outcome_of(db_url, conn, stub, start_daemon, reset)
+    assert (r["retry_count"], r["dispatch_failures"], r["retry_phase"], r["last_outcome"]) == (
+        0, 1, "unsent", "connection reset")
+
+
+@pytest.mark.parametrize(("status", "headers"), [(502, None), (429, {"Retry-After": "30"}), (403, None)])
+async def test_more_statuses_that_burn_no_retry(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                start_daemon: StartDaemon, status: int,
+                                                headers: dict[str, str] | None) -> None:
+    r = await outcome_of(db_url, conn, stub, start_daemon, answer(status, headers=headers))
+    assert r["retry_count"] == 0 and r["status"] == "generating" and r["last_outcome"] == str(status)
+    if status == 403:
+        assert await conn.fetchval("SELECT state FROM genretry.generator_state") == "open"
+    else:
+        assert r["dispatch_failures"] == 1
+
+
+async def test_a_2xx_with_a_garbage_body_is_accepted(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                     start_daemon: StartDaemon) -> None:
+    async def garbage(_request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200, body=b"\x00\xff<html>not json", content_type="application/json")
+
+    r = await outcome_of(db_url, conn, stub, start_daemon, garbage)
+    assert (r["retry_count"], r["retry_phase"], r["last_outcome"]) == (1, "delivered", "200")
+
+
+async def test_a_redirect_is_not_followed(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                          start_daemon: StartDaemon) -> None:
+    r = await outcome_of(db_url, conn, stub, start_daemon,
+                         answer(301, headers={"Location": "https://elsewhere.example/fn"}))
+    assert len(stub.seen) == 1  # not followed
+    assert (r["retry_count"], r["dispatch_failures"]) == (0, 1)
+    assert r["last_outcome"] == "redirect 301 to https://elsewhere.example/fn"

@@ -42,3 +42,8 @@ def test_the_generators_message() -> None:
     assert delivery._message('{"msg": "Invalid JWT"}') == "Invalid JWT"
     assert delivery._message("<html>\n  Bad   Gateway</html>") == "<html> Bad Gateway</html>"
     assert len(delivery._message("x" * 10_000)) == delivery.MAX_MESSAGE_CHARS
+
+
+def test_peer_text_is_cleaned_of_nul_and_control_characters() -> None:
+    assert delivery._message('{"message": "bad\\u0000\\nthing\\u001b[31m"}') == "bad thing [31m"
+    assert delivery.clean("\x00\xff<html>") == "\xff<html>"

@@ -1,0 +1,49 @@
+"""Outcomes are recorded in batches; one bad element does not cost the others their record."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from processor.delivery import Outcome
+from processor.recorder import Recorder
+from tests.factories import make_generation
+
+
+async def test_a_bad_element_fails_alone(db_url: str, conn: asyncpg.Connection) -> None:
+    ids = [await make_generation(conn, due=True) for _ in range(3)]
+    claimed = {r["id"]: r["lease_id"] for r in await conn.fetch("SELECT * FROM genretry.claim('w', 10, '1 min')")}
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    assert pool is not None
+    recorder = Recorder(pool, "w", linger_s=0.05)
+    try:
+        results = await asyncio.gather(
+            recorder.record(ids[0], claimed[ids[0]], Outcome("accepted", 202, "202")),
+            recorder.record(ids[1], "not-a-lease", Outcome("accepted", 202, "202")),
+            recorder.record(ids[2], claimed[ids[2]], Outcome("server_error", 500, "500")),
+            return_exceptions=True)
+    finally:
+        await recorder.close()
+        await pool.close()
+    assert isinstance(results[1], asyncpg.DataError)
+    assert [r["result"] for r in (results[0], results[2])] == ["recorded", "recorded"]  # type: ignore[index]
+    counts = [await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", i) for i in ids]
+    assert counts == [1, 0, 1]
+
+
+async def test_many_outcomes_share_a_transaction(db_url: str, conn: asyncpg.Connection) -> None:
+    ids = [await make_generation(conn, due=True) for _ in range(50)]
+    claimed = await conn.fetch("SELECT * FROM genretry.claim('w', 100, '1 min')")
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    assert pool is not None
+    recorder = Recorder(pool, "w", linger_s=0.05, max_batch=100)
+    try:
+        await asyncio.gather(*(recorder.record(r["id"], r["lease_id"], Outcome("accepted", 202, "202"))
+                               for r in claimed))
+    finally:
+        await recorder.close()
+        await pool.close()
+    assert await conn.fetchval("SELECT count(*) FROM generation_history WHERE retry_count = 1") == len(ids)
+    events = await conn.fetch("SELECT DISTINCT at FROM genretry.events WHERE event = 'delivered'")
+    assert len(events) == 1  # one transaction: one now() for all fifty
