@@ -64,6 +64,14 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
 
 
 @pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(db_url, min_size=1, max_size=8)
+    assert p is not None
+    yield p
+    await p.close()
+
+
+@pytest.fixture
 async def stub() -> AsyncIterator[Stub]:
     s = Stub()
 

@@ -9,19 +9,8 @@ import httpx
 import pytest
 
 from processor import reference_generator
-from processor.authority import Keys
 from processor.config import DEFAULT_GENERATORS
-from tests.unit.keys import DEMO_JWT_SECRET, DEMO_SECRET_KEY, ec_pair
-
-KEYS = Keys(secret_keys={"default": DEMO_SECRET_KEY}, jwt_secret=DEMO_JWT_SECRET, jwks={"keys": [ec_pair()[1]]})
-
-
-@pytest.fixture
-async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(db_url, min_size=1, max_size=8)
-    assert p is not None
-    yield p
-    await p.close()
+from tests.unit.keys import GENERATOR_KEYS as KEYS
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from processor.authority import Keys
+
 DEMO_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 DEMO_ANON_JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9"
@@ -46,3 +48,11 @@ def rsa_pair() -> tuple[str, dict[str, Any]]:
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid="rsa-1", alg="RS256", use="sig")
     return pem, jwk
+
+
+def generator_keys() -> Keys:
+    """What the reference generator verifies with in the tests."""
+    return Keys(secret_keys={"default": DEMO_SECRET_KEY}, jwt_secret=DEMO_JWT_SECRET, jwks={"keys": [ec_pair()[1]]})
+
+
+GENERATOR_KEYS = generator_keys()
