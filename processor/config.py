@@ -10,42 +10,20 @@ import json
 import os
 import secrets
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from processor.config_parse import Reader, merge_toml, parse_host_port
 from processor.errors import ConfigError
+
+__all__ = ["AUTH_MODES", "DEFAULT_GENERATORS", "Settings", "default_worker_id", "parse_host_port"]
 
 DEFAULT_GENERATORS = ("generate-website", "generate-react-website", "generate-php-website")
 AUTH_MODES = ("scoped-jwt", "service-key")
 LOG_FORMATS = ("auto", "json", "console")
 
-# TOML key -> environment variable. Environment wins over the file.
-_TOML_KEYS = {
-    "database_url": "DATABASE_URL",
-    "functions_url": "FUNCTIONS_URL",
-    "auth_mode": "PROCESSOR_AUTH_MODE",
-    "generators": "PROCESSOR_GENERATORS",
-    "jwt_kid": "PROCESSOR_JWT_KID",
-    "service_key_bearer": "PROCESSOR_SERVICE_KEY_BEARER",
-    "max_in_flight": "PROCESSOR_MAX_IN_FLIGHT",
-    "generator_in_flight": "PROCESSOR_GENERATOR_IN_FLIGHT",
-    "batch_size": "PROCESSOR_BATCH_SIZE",
-    "connect_timeout": "PROCESSOR_CONNECT_TIMEOUT",
-    "response_timeout": "PROCESSOR_RESPONSE_TIMEOUT",
-    "lease": "PROCESSOR_LEASE",
-    "tick": "PROCESSOR_TICK",
-    "grace": "PROCESSOR_GRACE",
-    "token_ttl": "PROCESSOR_TOKEN_TTL",
-    "worker_id": "PROCESSOR_WORKER_ID",
-    "listen": "PROCESSOR_LISTEN",
-    "log_format": "PROCESSOR_LOG_FORMAT",
-    "log_level": "PROCESSOR_LOG_LEVEL",
-    "metrics_addr": "PROCESSOR_METRICS_ADDR",
-}
 SECRET_VARS = (
     "SUPABASE_JWT_SECRET",
     "SUPABASE_SERVICE_ROLE_KEY",
@@ -104,8 +82,8 @@ class Settings:
         """
         env = dict(os.environ if env is None else env)
         problems: list[str] = []
-        values, routes = _merge_toml(env, problems)
-        reader = _Reader(values, problems)
+        values, routes = merge_toml(env, problems)
+        reader = Reader(values, problems)
 
         s: dict[str, Any] = {}
         s["database_url"] = reader.text("DATABASE_URL")
@@ -169,132 +147,6 @@ class Settings:
 def default_worker_id() -> str:
     """host:pid:random, unique per process."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def parse_host_port(name: str, value: str, problems: list[str]) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        problems.append(f"{name}: expected HOST:PORT, got {value!r}")
-        return "", 0
-    return host.strip("[]"), int(port)
-
-
-class _Reader:
-    def __init__(self, values: Mapping[str, str], problems: list[str]) -> None:
-        self.values = values
-        self.problems = problems
-
-    def text(self, name: str) -> str:
-        return self.values.get(name, "").strip()
-
-    def secret(self, name: str) -> str:
-        """NAME inline, or NAME_FILE naming a file (systemd LoadCredential); a path in NAME works too."""
-        inline, path = self.values.get(name, "").strip(), self.values.get(f"{name}_FILE", "").strip()
-        if inline and path:
-            self.problems.append(f"{name}: set either {name} or {name}_FILE, not both")
-            return ""
-        if not path and inline.startswith("/") and not inline.startswith("/*"):
-            path = inline
-        if path:
-            try:
-                return Path(path).read_text().strip()
-            except OSError as exc:
-                self.problems.append(f"{name}: cannot read {path}: {exc.strerror or exc}")
-                return ""
-        return inline
-
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self.text(name).lower() or default
-        if value not in allowed:
-            self.problems.append(f"{name}: {value!r} is not one of {', '.join(allowed)}")
-            return default
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.text(name).lower()
-        if not value:
-            return default
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        self.problems.append(f"{name}: {value!r} is not a boolean (true/false)")
-        return default
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self.text(name)
-        if not value:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            self.problems.append(f"{name}: {value!r} is not a whole number")
-            return default
-        if not low <= number <= high:
-            self.problems.append(f"{name}: {number} is outside {low}..{high}")
-            return default
-        return number
-
-    def seconds(self, name: str, default: float, low: float, high: float) -> float:
-        """A duration in seconds: 30, 1.5, 30s, 500ms, 2m."""
-        value = self.text(name).lower()
-        if not value:
-            return default
-        scale = 1.0
-        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-            if value.endswith(suffix):
-                value, scale = value[: -len(suffix)].strip(), factor
-                break
-        try:
-            number = float(value) * scale
-        except ValueError:
-            self.problems.append(f"{name}: {self.text(name)!r} is not a duration (e.g. 30, 30s, 500ms, 2m)")
-            return default
-        if not low <= number <= high:
-            self.problems.append(f"{name}: {number:g} s is outside {low:g}..{high:g} s")
-            return default
-        return number
-
-
-def _merge_toml(env: dict[str, str], problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-    path = env.get("PROCESSOR_CONFIG", "").strip()
-    values: dict[str, str] = {}
-    routes: dict[str, str] = {}
-    if path:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except OSError as exc:
-            problems.append(f"PROCESSOR_CONFIG: cannot read {path}: {exc.strerror or exc}")
-            data = {}
-        except tomllib.TOMLDecodeError as exc:
-            problems.append(f"PROCESSOR_CONFIG: {path} is not valid TOML: {exc}")
-            data = {}
-        for key, value in data.items():
-            if key == "routes":
-                if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                    problems.append("PROCESSOR_CONFIG: [routes] must map generator names to URLs")
-                else:
-                    routes.update(value)
-            elif key in _TOML_KEYS:
-                if isinstance(value, list):
-                    values[_TOML_KEYS[key]] = ",".join(str(v) for v in value)
-                elif isinstance(value, bool):
-                    values[_TOML_KEYS[key]] = "true" if value else "false"
-                else:
-                    values[_TOML_KEYS[key]] = str(value)
-            else:
-                problems.append(f"PROCESSOR_CONFIG: unknown setting {key!r} in {path}")
-    raw_routes = env.get("PROCESSOR_ROUTES", "").strip()
-    if raw_routes:
-        try:
-            parsed = json.loads(raw_routes)
-            if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-                raise ValueError
-            routes.update(parsed)
-        except ValueError:
-            problems.append('PROCESSOR_ROUTES: expected a JSON object {"generator": "https://..."}')
-    values.update({k: v for k, v in env.items() if v.strip()})
-    return values, routes
 
 
 def _check_database_url(url: str, problems: list[str]) -> None:

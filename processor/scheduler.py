@@ -159,7 +159,7 @@ class Scheduler:
         finally:
             self._slot_done()
             # written even when this task is cancelled: the outcome must not be lost with it
-            await asyncio.shield(self._record(row, outcome))
+            await asyncio.shield(self._record(row, outcome, claimed_at))
 
     async def _send_within_lease(self, row: asyncpg.Record, claimed_at: float) -> delivery.Outcome:
         async with self._limit(row["generator"]):
@@ -189,13 +189,25 @@ class Scheduler:
                       label=outcome.label, duration_ms=outcome.duration_ms)
         return outcome
 
-    async def _record(self, row: asyncpg.Record, outcome: delivery.Outcome) -> None:
+    async def _record(self, row: asyncpg.Record, outcome: delivery.Outcome, claimed_at: float) -> None:
+        # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;
+        # after that the lease runs out and the row is redelivered with the same attempt (nothing is lost).
+        give_up_at = claimed_at + self.settings.lease_s * 0.9
+        wait = 0.25
         try:
-            rec = await self.recorder.record(row["id"], row["lease_id"], outcome)
-        except DB_ERRORS as exc:
-            # the lease runs out and the row is redelivered with the same attempt: nothing is lost
-            self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind, error=str(exc)[:200])
-            return
+            while True:
+                try:
+                    rec = await self.recorder.record(row["id"], row["lease_id"], outcome)
+                    break
+                except DB_ERRORS as exc:
+                    if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
+                        self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind,
+                                       error=str(exc)[:200])
+                        return
+                    self.log.warning("record_retry", generation_id=str(row["id"]), error=str(exc)[:200],
+                                     retry_in_s=wait)
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, 5.0)
         finally:
             self.recording -= 1
             self._maybe_signal()
