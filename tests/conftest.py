@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from processor import migrate
-from tests.pg import server, with_database
+from tests.pg import DAEMON_PASSWORD, DAEMON_ROLE, server, with_database
 
 pytest_plugins = ("tests.http_fixtures",)
 
@@ -53,6 +53,11 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
         conn = await asyncpg.connect(with_database(pg_admin_url, name))
         try:
             await migrate.migrate(conn)
+            # the daemons in the tests log in as a role that holds genretry_processor and nothing else
+            await conn.execute(f"""DO $$ BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{DAEMON_ROLE}') THEN
+                    CREATE ROLE {DAEMON_ROLE} LOGIN PASSWORD '{DAEMON_PASSWORD}' IN ROLE genretry_processor;
+                END IF; END $$""")
         finally:
             await conn.close()
 

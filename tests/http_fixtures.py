@@ -17,6 +17,7 @@ from aiohttp import web
 
 from processor.config import Settings
 from processor.daemon import Daemon
+from tests.pg import as_daemon
 from tests.unit.keys import DEMO_JWT_SECRET
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,8 +99,9 @@ async def stub() -> AsyncIterator[Stub]:
 
 
 def settings_for(db_url: str, functions_url: str, **extra: str) -> Settings:
+    """A daemon's settings; it connects as a role holding only genretry_processor."""
     env = {
-        "DATABASE_URL": db_url,
+        "DATABASE_URL": as_daemon(db_url),
         "FUNCTIONS_URL": functions_url,
         "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET,
         "PROCESSOR_TICK": "30",

@@ -20,6 +20,16 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+DAEMON_ROLE, DAEMON_PASSWORD = "genretry_test_daemon", "genretry-test-daemon"
+
+
+def as_daemon(url: str) -> str:
+    """The same database, as a login role that holds only genretry_processor (what the daemon runs as)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{DAEMON_ROLE}:{DAEMON_PASSWORD}@{host}"))
+
+
 def _docker_answers() -> bool:
     if not shutil.which("docker"):
         return False

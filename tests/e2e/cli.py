@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.pg import as_daemon
 from tests.unit.keys import DEMO_JWT_SECRET
 
 
@@ -23,6 +24,11 @@ def env_for(db_url: str, functions_url: str = "http://127.0.0.1:9", **extra: str
     env.update({"DATABASE_URL": db_url, "FUNCTIONS_URL": functions_url, "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET,
                 "PROCESSOR_LOG_FORMAT": "json", **extra})
     return env
+
+
+def daemon_env_for(db_url: str, functions_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
+    """env_for, connecting as a role that holds only genretry_processor: how the daemon runs in production."""
+    return env_for(as_daemon(db_url), functions_url, **extra)
 
 
 async def start(*args: str, env: dict[str, str], log: Path | None = None) -> asyncio.subprocess.Process:

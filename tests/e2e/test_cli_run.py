@@ -28,7 +28,7 @@ async def test_sigterm_finishes_or_releases_in_flight_work_and_exits_0(db_url: s
     stub.behaviours["generate-website"] = slow
     for _ in range(10):
         await make_generation(conn, due=True)
-    proc = await cli.start("run", env=cli.env_for(db_url, stub.url, PROCESSOR_GRACE="1",
+    proc = await cli.start("run", env=cli.daemon_env_for(db_url, stub.url, PROCESSOR_GRACE="1",
                                                   PROCESSOR_RESPONSE_TIMEOUT="10", PROCESSOR_GENERATOR_IN_FLIGHT="2"))
     await stub.wait_for(2, within_s=15)
     proc.send_signal(signal.SIGTERM)
@@ -46,7 +46,7 @@ async def test_sigterm_finishes_or_releases_in_flight_work_and_exits_0(db_url: s
 
 async def test_once_sweeps_waits_and_exits(db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     ids = [await make_generation(conn, due=True) for _ in range(3)]
-    result = await cli.run("run", "--once", env=cli.env_for(db_url, stub.url))
+    result = await cli.run("run", "--once", env=cli.daemon_env_for(db_url, stub.url))
     assert result.code == 0, result.err
     assert len(stub.seen) == 3
     assert await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1) AND retry_count = 1",
@@ -59,7 +59,7 @@ async def test_dry_run_logs_and_changes_nothing(db_url: str, conn: asyncpg.Conne
     row_id = await make_generation(conn, due=True)
     spent = await make_generation(conn, due=True, retry_count=2)
     before = await conn.fetch("SELECT * FROM generation_history ORDER BY id")
-    result = await cli.run("run", "--dry-run", env=cli.env_for(db_url, stub.url))
+    result = await cli.run("run", "--dry-run", env=cli.daemon_env_for(db_url, stub.url))
     assert result.code == 0, result.err
     logged = {e["event"]: e for e in events(result.out)}
     assert logged["would_deliver"]["generation_id"] == str(row_id)
@@ -97,7 +97,7 @@ async def test_an_old_schema_is_refused_with_the_command(empty_db_url: str) -> N
 
 
 async def test_check_reports_each_part(db_url: str, stub: Stub) -> None:
-    env = cli.env_for(db_url, stub.url, SUPABASE_SECRET_KEYS='{"default": "sb_secret_abcdefghijklmnop"}')
+    env = cli.daemon_env_for(db_url, stub.url, SUPABASE_SECRET_KEYS='{"default": "sb_secret_abcdefghijklmnop"}')
     result = await cli.run("check", env=env)
     assert result.code == 0, result.out + result.err
     for line in ("ok   database:", f"ok   schema: version {migrate.required_version()}", "ok   listen:",

@@ -28,7 +28,7 @@ async def test_kill_nine_ten_times(db_url: str, conn: asyncpg.Connection, tmp_pa
     # slow enough that the kills land mid-work: ~160 deliveries/s, each generation finishing a second later
     async with finishing_stub(db_url, finish_after_s=1.0, answer_after_s=0.1) as stub:
         # a short lease, so that rows leased by a killed daemon come back quickly
-        env = cli.env_for(db_url, stub.url, PROCESSOR_LEASE="3s", PROCESSOR_RESPONSE_TIMEOUT="1s",
+        env = cli.daemon_env_for(db_url, stub.url, PROCESSOR_LEASE="3s", PROCESSOR_RESPONSE_TIMEOUT="1s",
                           PROCESSOR_CONNECT_TIMEOUT="0.5s", PROCESSOR_MAX_IN_FLIGHT="16", PROCESSOR_BATCH_SIZE="20",
                           PROCESSOR_TICK="1s")
         for _ in range(10):

@@ -24,7 +24,7 @@ async def test_four_daemons_deliver_each_attempt_once(db_url: str, conn: asyncpg
            SELECT gen_random_uuid(), 'generating', now() - interval '1 hour', now() + interval '1 hour'
            FROM generate_series(1, $1)""", ROWS)
     async with finishing_stub(db_url, finish_after_s=0.01) as stub:
-        env = cli.env_for(db_url, stub.url, PROCESSOR_TICK="5s")
+        env = cli.daemon_env_for(db_url, stub.url, PROCESSOR_TICK="5s")
         procs = [await cli.start("run", env=env, log=tmp_path / f"daemon{i}.log") for i in range(4)]
         for i in range(4):
             await wait_for_line(tmp_path / f"daemon{i}.log", '"daemon_ready"')

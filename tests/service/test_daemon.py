@@ -14,6 +14,7 @@ from processor.authority import Keys
 from processor.config import DEFAULT_GENERATORS
 from tests.factories import SEED_ID, events, make_generation
 from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
+from tests.pg import DAEMON_ROLE
 from tests.unit.keys import DEMO_JWT_SECRET
 
 StartDaemon = Callable[..., Awaitable[Running]]
@@ -89,6 +90,9 @@ async def test_the_request_carries_the_contract(db_url: str, conn: asyncpg.Conne
     assert seen.headers["user-agent"].startswith("generation-processor/")
     assert seen.headers["authorization"].startswith("Bearer ey")
     assert "apikey" not in seen.headers
+    # the daemon logged in as a role that holds only genretry_processor
+    assert await conn.fetchval(
+        "SELECT actor FROM genretry.events WHERE generation_id = $1 AND event = 'claimed'", row_id) == DAEMON_ROLE
 
 
 async def test_service_key_mode_sends_the_key_in_apikey(db_url: str, conn: asyncpg.Connection, stub: Stub,

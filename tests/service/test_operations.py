@@ -81,7 +81,7 @@ async def test_ready_watchdog_and_stopping_reach_notify_socket(db_url: str, stub
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.setblocking(False)
-    env = cli.env_for(db_url, stub.url, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+    env = cli.daemon_env_for(db_url, stub.url, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
     proc = await cli.start("run", env=env)
     received: list[str] = []
     loop = asyncio.get_running_loop()
