@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.common import ROOT, Result, git_commit, machine, pg_server
 
-ALL = ("latency", "recovery", "sweep", "triggers", "idle", "memory")
+ALL = ("latency", "recovery", "sweep", "triggers", "idle", "memory", "authority")
 
 
 def table(results: list[Result]) -> str:
