@@ -64,6 +64,18 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
     return behaviour
 
 
+async def serve_on_loopback(handle: Behaviour) -> tuple[web.AppRunner, str]:
+    """Serve POST /{generator} with `handle` on a free loopback port; returns the runner and the base URL."""
+    app = web.Application()
+    app.router.add_post("/{generator}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
     p = await asyncpg.create_pool(db_url, min_size=1, max_size=8)
@@ -86,14 +98,7 @@ async def stub() -> AsyncIterator[Stub]:
         s.arrived.set()
         return await s.behaviours.get(generator, accept)(request)
 
-    app = web.Application()
-    app.router.add_post("/{generator}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    s.url = f"http://127.0.0.1:{port}"
+    runner, s.url = await serve_on_loopback(handle)
     yield s
     await runner.cleanup()
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiohttp import web
 
+from tests.http_fixtures import serve_on_loopback
+
 
 @dataclass
 class FinishingStub:
@@ -63,13 +65,7 @@ async def finishing_stub(db_url: str, finish_after_s: float = 0.05,
         task.add_done_callback(tasks.discard)
         return web.json_response({"accepted": True}, status=202)
 
-    app = web.Application()
-    app.router.add_post("/{generator}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    stub.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    runner, stub.url = await serve_on_loopback(handle)
     try:
         yield stub
     finally:
