@@ -120,7 +120,7 @@ class Daemon:
                 delay, db_backoff = db_backoff * random.uniform(0.8, 1.2), min(db_backoff * 2, 30.0)
                 self._for_deadline = True  # after an error, sweep rather than only look
             self._check_parts()
-            if not self.ready.is_set() and self.healthy:
+            if not self.ready.is_set() and self.healthy and not self.stop.is_set():
                 self.ready.set()
                 systemd.notify("READY=1")
                 self.log.info("daemon_ready")

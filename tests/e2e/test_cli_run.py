@@ -41,7 +41,11 @@ async def test_sigterm_finishes_or_releases_in_flight_work_and_exits_0(db_url: s
     assert released == 10  # 2 cut off in flight, 8 never sent
     assert await conn.fetchval("SELECT max(retry_count) FROM generation_history") == 0
     names = [e["event"] for e in events(out.decode())]
-    assert names[-3:] == ["daemon_stopping", "grace_period_over", "daemon_stopped"]
+    shutdown = [n for n in names if n in ("daemon_stopping", "grace_period_over", "daemon_stopped")]
+    assert shutdown == ["daemon_stopping", "grace_period_over", "daemon_stopped"]
+    assert names[-1] == "daemon_stopped"
+    if "daemon_ready" in names:
+        assert names.index("daemon_ready") < names.index("daemon_stopping")  # never READY once stopping
 
 
 async def test_once_sweeps_waits_and_exits(db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
