@@ -23,6 +23,7 @@ AS $$
 DECLARE
     f record;
     g text;
+    won text[] := '{}';  -- generators whose probe this call took
 BEGIN
     IF p_worker IS NULL OR p_limit IS NULL OR p_limit < 1 OR p_lease IS NULL OR p_lease <= interval '0' THEN
         RAISE EXCEPTION 'genretry.claim: worker, a positive limit and a positive lease are required'
@@ -37,7 +38,9 @@ BEGIN
         SET state = 'probing', probe_until = p_now + p_lease, probe_lease = NULL, updated_at = p_now
         WHERE s.generator = g
           AND ((s.state = 'open' AND s.open_until <= p_now) OR (s.state = 'probing' AND s.probe_until <= p_now));
-        IF NOT FOUND THEN
+        IF FOUND THEN
+            won := won || g;
+        ELSE
             f.blocked := f.blocked || g;
         END IF;
     END LOOP;
@@ -56,7 +59,7 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT h.id FROM public.generation_history h
             WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now AND h.generator = pg.name
-              AND NOT (pg.name = ANY (f.blocked))
+              AND pg.name = ANY (won)
             ORDER BY h.deadline_at LIMIT 1
             FOR UPDATE SKIP LOCKED) pr
     ), candidates AS (
@@ -100,6 +103,11 @@ BEGIN
           AND h.status IN ('pending', 'generating') AND h.deadline_at <= p_now
         RETURNING h.id, h.user_id, h.generator, h.request, h.attempt, h.lease_id, c.action,
                   h.error_message, c.due_at, h.retry_count
+    ), probe_marked AS (
+        -- the probe's lease, so that its outcome (and only its outcome) closes or re-opens the circuit
+        UPDATE genretry.generator_state s SET probe_lease = u.lease_id
+        FROM updated u
+        WHERE u.action = 'deliver' AND u.id IN (SELECT pb.id FROM probes pb) AND s.generator = u.generator
     ), logged AS (
         INSERT INTO genretry.events (generation_id, generator, attempt, event, detail, worker, actor, at)
         SELECT u.id, u.generator, u.attempt,
@@ -116,21 +124,12 @@ BEGIN
     FROM updated u WHERE u.action <> 'not_due'
     ORDER BY u.due_at;  -- delivered in deadline order
 
-    IF cardinality(f.probe_ready) = 0 THEN
-        RETURN;
+    -- A generator whose probe we took but that had no due row to send stays open, ready to probe again.
+    IF cardinality(won) > 0 THEN
+        UPDATE genretry.generator_state s
+        SET state = 'open', probe_until = NULL, open_until = p_now
+        WHERE s.generator = ANY (won) AND s.state = 'probing' AND s.probe_lease IS NULL;
     END IF;
-    -- Probes: remember which lease is the probe; a probe-ready generator with no due row stays open.
-    UPDATE genretry.generator_state s
-    SET probe_lease = h.lease_id
-    FROM public.generation_history h
-    WHERE s.state = 'probing' AND s.probe_lease IS NULL AND s.probe_until = p_now + p_lease
-      AND s.generator = ANY (f.probe_ready)
-      AND h.generator = s.generator AND h.leased_by = p_worker AND h.lease_until = p_now + p_lease
-      AND h.retry_phase = 'leased';
-    UPDATE genretry.generator_state s
-    SET state = 'open', probe_until = NULL, open_until = p_now
-    WHERE s.state = 'probing' AND s.probe_lease IS NULL AND s.probe_until = p_now + p_lease
-      AND s.generator = ANY (f.probe_ready);
 END
 $$;
 COMMENT ON FUNCTION genretry.claim(text, integer, interval, timestamptz) IS
