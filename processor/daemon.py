@@ -15,13 +15,12 @@ import asyncpg
 
 from processor import db, delivery, migrate, systemd
 from processor.config import Settings
-from processor.errors import DatabaseError
 from processor.listener import Listener
 from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.scheduler import Scheduler, SweepResult
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, DatabaseError, TimeoutError)
+DB_ERRORS = db.TRANSIENT_ERRORS
 
 
 class Daemon:
@@ -62,6 +61,7 @@ class Daemon:
         if signals:  # first of all: a SIGTERM during start-up ends the daemon cleanly too
             self._install_signals()
         pool = await db.create_pool(s.database_url, min_size=1, max_size=min(s.max_in_flight, 8) + 2,
+                                    command_timeout=db.COMMAND_TIMEOUT_S,
                                     **({} if self.listen else {"statement_cache_size": 0}))
         client = delivery.make_client(max_connections=s.max_in_flight, connect_timeout_s=s.connect_timeout_s,
                                       response_timeout_s=s.response_timeout_s)
@@ -196,17 +196,33 @@ class Daemon:
             self.stop.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], client: Any, pool: asyncpg.Pool) -> None:
+        """Stop in order; a step that fails (a database gone mid-restart, a broken pipe) never stops the rest."""
         systemd.notify("STOPPING=1")
         self.stop.set()
         if self.scheduler is not None:
-            finished = await self.scheduler.drain(self.settings.grace_s)
-            if not finished:
+            finished: list[bool] = []
+            await self._quietly("drain", self._drain_into(finished))
+            if finished != [True]:
                 self.log.warning("grace_period_over", hint="unfinished deliveries were released")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.listener is not None:
-            await self.listener.close()
-        await client.aclose()
-        await pool.close()
+            await self._quietly("listener_close", self.listener.close())
+        await self._quietly("http_close", client.aclose())
+        if not await self._quietly("pool_close", asyncio.wait_for(pool.close(), 5.0)):
+            pool.terminate()
         self.log.info("daemon_stopped", outcomes=dict(self.scheduler.outcomes) if self.scheduler else {})
+
+    async def _drain_into(self, finished: list[bool]) -> None:
+        assert self.scheduler is not None
+        finished.append(await self.scheduler.drain(self.settings.grace_s))
+
+    async def _quietly(self, step: str, awaitable: Any) -> bool:
+        """Await one shutdown step; True when it succeeded."""
+        try:
+            await awaitable
+        except Exception as exc:  # logged: at shutdown there is nothing left to retry
+            self.log.warning("shutdown_step_failed", step=step, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return False
+        return True

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolAcquireContext
 
 from processor.errors import DatabaseError
 
 CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 30.0  # a statement on a half-open connection must not hang a task forever
+
+# Everything the database layer raises when the database, the network or the driver fails. The daemon
+# backs off from these and goes on; it never exits because of one (SPEC 7, issue 10 class 14).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+    DatabaseError,
+)
+
+# SQLSTATE classes after which the session itself is in doubt: connection exceptions, operator
+# intervention (shutdown, termination), insufficient resources, system errors, internal errors.
+_SESSION_CLASSES = ("08", "57", "53", "58", "XX")
+_ASYNCPG_DIR = os.path.dirname(asyncpg.__file__)
 
 # A connection of our own or one borrowed from a pool.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -60,6 +79,55 @@ async def connect(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S, **k
         raise DatabaseError(f"cannot connect to the database at {describe_target(url)}: {_reason(exc)}") from exc
 
 
+def raised_by_driver(exc: BaseException) -> bool:
+    """True when the innermost frame of the exception's traceback is inside asyncpg."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and last.tb_frame.f_code.co_filename.startswith(_ASYNCPG_DIR)
+
+
+def connection_suspect(exc: BaseException) -> bool:
+    """Whether the connection that raised exc may be in an unknown state and must not be reused.
+
+    An error the server reported about a statement leaves the session usable; anything else (a driver
+    state error, a broken socket, a time-out, a cancelled call, a shutdown) does not.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _SESSION_CLASSES
+    return True
+
+
+class _DiscardingAcquire(PoolAcquireContext):
+    """pool.acquire() that terminates a connection which saw a suspect error instead of pooling it again,
+    and turns any other failure raised inside the driver into a DatabaseError."""
+
+    __slots__ = ()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        exc = exc_info[1] if len(exc_info) > 1 and isinstance(exc_info[1], BaseException) else None
+        con = self.connection
+        if exc is not None and con is not None and connection_suspect(exc):
+            con.terminate()
+        try:
+            await super().__aexit__(*exc_info)
+        except Exception as release_error:  # a broken pipe while giving the connection back
+            if con is not None and not con.is_closed():
+                con.terminate()
+            if exc is None:
+                raise DatabaseError(f"database connection failed: {_reason(release_error)}") from release_error
+        if exc is not None and not isinstance(exc, TRANSIENT_ERRORS) and raised_by_driver(exc):
+            raise DatabaseError(f"database driver failed: {type(exc).__name__}: {_reason(exc)}") from exc
+
+
+class Pool(asyncpg.Pool):
+    """asyncpg's pool whose connections are discarded after a suspect error (see _DiscardingAcquire)."""
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return _DiscardingAcquire(self, timeout)
+
+
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset that sends nothing: our calls leave no session state (set_config is transaction-local)."""
 
@@ -68,16 +136,17 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, **kwarg
     """Open a pool, or raise DatabaseError naming the target and the reason.
 
     Connections are not reset on release (asyncpg's default sends a reset query each time, doubling the
-    statements of an idle daemon).
+    statements of an idle daemon); a connection that saw a suspect error is terminated instead of reused.
     """
     kwargs.setdefault("reset", _keep_session)
+    pool = Pool(url, min_size=min_size, max_size=max_size, max_queries=50000,
+                max_inactive_connection_lifetime=300.0, loop=None, connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record, timeout=CONNECT_TIMEOUT_S, **kwargs)
     try:
-        pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S, **kwargs
-        )
+        await pool
     except _CONNECT_ERRORS as exc:
+        pool.terminate()
         raise DatabaseError(f"cannot connect to the database at {describe_target(url)}: {_reason(exc)}") from exc
-    assert pool is not None
     return pool
 
 

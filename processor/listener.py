@@ -79,8 +79,12 @@ class Listener:
 
     async def _connect(self) -> None:
         conn = await db.connect(self.url)
-        conn.add_termination_listener(lambda _c: self.lost.set())
-        await conn.add_listener(CHANNEL, self._on_notification)
+        try:
+            conn.add_termination_listener(lambda _c: self.lost.set())
+            await conn.add_listener(CHANNEL, self._on_notification)
+        except db.TRANSIENT_ERRORS as exc:
+            conn.terminate()
+            raise DatabaseError(f"cannot LISTEN on {db.describe_target(self.url)}: {type(exc).__name__}") from exc
         self.conn, self.healthy = conn, True
         self.lost.clear()
 
@@ -128,8 +132,16 @@ class Listener:
                 w.cancel()
             if stop.is_set():
                 return
-            if self.lost.is_set() or not await self._probe():
-                await self._reconnect(stop)
+            try:
+                if self.lost.is_set() or not await self._probe():
+                    await self._reconnect(stop)
+            except Exception as exc:  # never die: a listener that stops would stop the daemon
+                self.healthy = False
+                self.log.error("listener_error", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                await self._close_quietly()
+                self.lost.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _probe(self) -> bool:
         try:
@@ -138,7 +150,7 @@ class Listener:
                 self.conn.fetchval("SELECT $1 = ANY (ARRAY(SELECT pg_listening_channels()))", CHANNEL),
                 self.probe_timeout_s)
             return bool(listening)
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, AssertionError):
+        except Exception:  # whatever it was, this connection cannot be trusted to deliver notifications
             return False
 
     async def _reconnect(self, stop: asyncio.Event) -> None:
@@ -149,7 +161,7 @@ class Listener:
         while not stop.is_set():
             try:
                 await self._connect()
-            except DatabaseError as exc:
+            except db.TRANSIENT_ERRORS as exc:
                 self.log.warning("listener_reconnect_failed", error=str(exc), retry_in_s=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
@@ -164,7 +176,7 @@ class Listener:
         if self.conn is not None:
             try:
                 await asyncio.wait_for(self.conn.close(), 2)
-            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            except Exception:  # closing a broken connection: terminating it is all that is left
                 self.conn.terminate()
             self.conn = None
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import asyncpg
 
+from processor.db import TRANSIENT_ERRORS
 from processor.delivery import Outcome
 
 RECORD_MANY = "SELECT * FROM genretry.record_deliveries($1::jsonb, $2)"
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DB_ERRORS = TRANSIENT_ERRORS
 
 
 @dataclass

@@ -1,0 +1,66 @@
+"""The daemon's pool never hands out a connection that saw a suspect error (issue 10, class 14)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from processor import db
+from processor.errors import DatabaseError
+
+
+async def _pid(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT pg_backend_pid()"))
+
+
+async def test_driver_state_error_discards_the_connection(db_url: str) -> None:
+    pool = await db.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        before = await _pid(pool)
+        with pytest.raises(asyncpg.InternalClientError):
+            async with pool.acquire():
+                raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+        assert await _pid(pool) != before  # a fresh connection, not the one in an unknown state
+    finally:
+        await pool.close()
+
+
+async def test_statement_error_keeps_the_connection(db_url: str) -> None:
+    pool = await db.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        before = await _pid(pool)
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await pool.fetchval("SELECT 1 / 0")
+        assert await _pid(pool) == before  # the server reported a statement error: the session is fine
+    finally:
+        await pool.close()
+
+
+async def test_terminated_backend_is_a_database_error_then_recovers(db_url: str) -> None:
+    pool = await db.create_pool(db_url, min_size=1, max_size=1)
+    admin = await asyncpg.connect(db_url)
+    try:
+        victim = await _pid(pool)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", victim)
+        with pytest.raises(db.TRANSIENT_ERRORS):
+            await pool.fetchval("SELECT 1")
+        assert await _pid(pool) != victim
+    finally:
+        await admin.close()
+        await pool.close()
+
+
+async def test_timeout_mid_statement_discards_the_connection(db_url: str) -> None:
+    pool = await db.create_pool(db_url, min_size=1, max_size=1, command_timeout=0.2)
+    try:
+        before = await _pid(pool)
+        with pytest.raises(TimeoutError):
+            await pool.fetchval("SELECT pg_sleep(5)")
+        assert await _pid(pool) != before
+    finally:
+        await pool.close()
+
+
+def test_driver_errors_are_transient() -> None:
+    assert issubclass(asyncpg.InternalClientError, db.TRANSIENT_ERRORS)
+    assert issubclass(DatabaseError, db.TRANSIENT_ERRORS)
