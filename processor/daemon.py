@@ -32,6 +32,8 @@ class Daemon:
         self.log = get_logger("daemon").bind(worker=settings.worker_id)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
+        self.replan = asyncio.Event()  # the planned wake-up moved earlier: sleep again, shorter
+        self._planned = float("inf")  # earliest deadline recorded since the loop last read the database
         self.wake_at = 0.0  # monotonic time the loop plans to wake
         self.healthy = False
         self.ready = asyncio.Event()
@@ -49,6 +51,16 @@ class Daemon:
         if at < self.wake_at:
             self.wake_at = at
             self.wake.set()
+
+    def plan(self, deadline_epoch: float) -> None:
+        """A deadline the daemon set itself (a backoff it recorded): wake at that time, not before, even
+        when idle. Unlike a hint, nothing is claimed until it comes."""
+        at = time.monotonic() + (deadline_epoch - time.time())
+        self._planned = min(self._planned, at)  # kept for the next sleep when the loop is busy now
+        if at < self.wake_at:
+            self.wake_at = at
+            self._for_deadline = True
+            self.replan.set()
 
     def wake_now(self) -> None:
         self.wake_at = time.monotonic()
@@ -74,6 +86,7 @@ class Daemon:
                 self.log.warning("schema_code_differs", hint="database functions are from another processor "
                                  "version; run `processor migrate` with this version")
             self.scheduler = Scheduler(pool, client, s, self.metrics)
+            self.scheduler.on_deadline = self.plan
             if dry_run:
                 await self.scheduler.dry_run()
                 return
@@ -103,6 +116,7 @@ class Daemon:
         look_first = False  # woken by the safety tick alone: ask when work is due before claiming
         while not self.stop.is_set():
             self.wake.clear()
+            self._planned = float("inf")  # what the queries below read from the database, they know
             try:
                 if look_first:
                     seconds = await self.scheduler.seconds_to_next_deadline()
@@ -155,13 +169,16 @@ class Daemon:
         """Sleep until the planned time, a notification, a freed slot or stop. True when the time came."""
         assert self.scheduler is not None
         self.wake_at = time.monotonic() + delay
+        if self._planned < self.wake_at:  # recorded while the loop was busy
+            self.wake_at, self._for_deadline = self._planned, True
         ping_every = systemd.watchdog_interval_s()
         while not self.stop.is_set() and not self.wake.is_set():
             remaining = self.wake_at - time.monotonic()
             if remaining <= 0:
                 return True
             step = min(remaining, ping_every) if ping_every else remaining
-            events = [self.stop.wait(), self.wake.wait()]
+            self.replan.clear()
+            events = [self.stop.wait(), self.wake.wait(), self.replan.wait()]
             if result.capacity_limited:
                 self.scheduler.slot_freed.clear()
                 events.append(self.scheduler.slot_freed.wait())
@@ -173,6 +190,7 @@ class Daemon:
                 systemd.notify("WATCHDOG=1")
             if done and result.capacity_limited and self.scheduler.slot_freed.is_set():
                 return False
+            # else: the time came, a ping is due, or the plan moved earlier (replan): look again
         return False
 
     def _check_parts(self) -> None:

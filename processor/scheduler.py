@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,8 @@ class Scheduler:
         self.in_flight = 0  # HTTP deliveries under way (bounded by max_in_flight)
         self.recording = 0  # outcomes not yet written (bounded by 4 x max_in_flight: backpressure)
         self.slot_freed = asyncio.Event()
+        # told the new deadline of each recorded row: a backoff the daemon set itself sends no NOTIFY
+        self.on_deadline: Callable[[float], None] = lambda _epoch: None
         self.outcomes: Counter[str] = Counter()
         self._per_generator: dict[str, asyncio.Semaphore] = {}
         self.recorder = Recorder(pool, settings.worker_id)
@@ -213,6 +216,8 @@ class Scheduler:
             self._maybe_signal()
         if rec is None:
             return
+        if rec["deadline_at"] is not None:
+            self.on_deadline(rec["deadline_at"].timestamp())
         generator = row["generator"]
         if rec["failed_with"]:
             self.metrics.failures.labels(generator).inc()

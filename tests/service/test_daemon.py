@@ -145,3 +145,19 @@ async def test_no_listen_polls_at_the_tick(db_url: str, conn: asyncpg.Connection
     assert running.daemon.listener is None
     await make_generation(conn, due=True)
     await stub.wait_for(1, within_s=5)
+
+
+async def test_a_recorded_backoff_wakes_an_idle_daemon_on_time(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                               start_daemon: StartDaemon) -> None:
+    """Issue 10 class 8: the daemon's own records send no NOTIFY; the backoff it recorded must still wake
+    it when due, not at the next safety tick (60 s here)."""
+    from tests.http_fixtures import answer
+
+    await conn.execute("UPDATE genretry.policy SET backoff_base = '1 second'")
+    stub.behaviours["generate-website"] = answer(503)
+    await make_generation(conn, due=True, generator="generate-website")
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    await stub.wait_for(1, within_s=10)
+    await stub.wait_for(3, within_s=15)  # two backoffs of ~1 s and ~2 s, far inside one 60 s tick
+    gaps = [b.at - a.at for a, b in zip(stub.seen, stub.seen[1:], strict=False)]
+    assert all(gap >= 0.7 for gap in gaps)  # the backoff itself is honoured (1 s base, 20 % jitter)
