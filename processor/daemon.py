@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import signal
 import time
 from typing import Any
@@ -18,7 +17,8 @@ from processor.config import Settings
 from processor.listener import Listener
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.scheduler import Scheduler, SweepResult
+from processor.scheduler import Scheduler
+from processor.wakeup import Do, Sleep, WakeUp, Woke
 
 DB_ERRORS = db.TRANSIENT_ERRORS
 
@@ -31,39 +31,43 @@ class Daemon:
         self.metrics = metrics or Metrics()
         self.log = get_logger("daemon").bind(worker=settings.worker_id)
         self.stop = asyncio.Event()
-        self.wake = asyncio.Event()
-        self.replan = asyncio.Event()  # the planned wake-up moved earlier: sleep again, shorter
-        self._planned = float("inf")  # earliest deadline recorded since the loop last read the database
-        self.wake_at = 0.0  # monotonic time the loop plans to wake
+        self.wake = asyncio.Event()  # something changed while sleeping: re-evaluate
+        self.wakeup = WakeUp(settings.tick_s)
+        self.sleeping: Sleep | None = None  # the plan while the loop sleeps; None while it works
+        self._woke: Woke | None = None  # why to end the next sleep early, noted while sleeping or working
+        self._planned = float("inf")  # earliest own deadline recorded since the loop last read the database
         self.healthy = False
         self.ready = asyncio.Event()
         self.scheduler: Scheduler | None = None
         self.listener: Listener | None = None
-        self._idle_s = 0.0
-        self._for_deadline = True  # the planned wake-up is a deadline (claim), not the safety tick (look)
         self._tasks: list[asyncio.Task[Any]] = []
 
     # --- hints from the listener -----------------------------------------------------------------
 
     def hint(self, deadline_epoch: float) -> None:
-        """A row's deadline from a notification: wake earlier if it comes before the planned wake-up."""
-        at = time.monotonic() + (deadline_epoch - time.time())
-        if at < self.wake_at:
-            self.wake_at = at
-            self.wake.set()
+        """A row's deadline from a notification (the database's clock, as epoch seconds)."""
+        now = time.monotonic()
+        woke = self.wakeup.hinted(now, now + (deadline_epoch - time.time()), self.sleeping)
+        if woke is not None:
+            self._note(woke)
 
     def plan(self, deadline_epoch: float) -> None:
-        """A deadline the daemon set itself (a backoff it recorded): wake at that time, not before, even
-        when idle. Unlike a hint, nothing is claimed until it comes."""
+        """A deadline the daemon set itself (a backoff it recorded, which sends no NOTIFY): wake at that
+        time, idle or busy. Unlike a hint, nothing is claimed before it comes."""
         at = time.monotonic() + (deadline_epoch - time.time())
-        self._planned = min(self._planned, at)  # kept for the next sleep when the loop is busy now
-        if at < self.wake_at:
-            self.wake_at = at
-            self._for_deadline = True
-            self.replan.set()
+        if self.sleeping is None:
+            self._planned = min(self._planned, at)  # the loop is working: used by its next sleep
+        elif at < self.sleeping.at:
+            self.sleeping = self.wakeup.earlier(self.sleeping, at)
+            self.wake.set()
 
     def wake_now(self) -> None:
-        self.wake_at = time.monotonic()
+        """The listener reconnected: notifications sent while it was away are lost, so sweep."""
+        self._note(Woke.DUE)
+
+    def _note(self, woke: Woke) -> None:
+        if self._woke is None or (self._woke is Woke.SOONER and woke is not Woke.SOONER):
+            self._woke = woke
         self.wake.set()
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -110,29 +114,20 @@ class Daemon:
             await self._shutdown(tasks, client, pool)
 
     async def _loop(self, once: bool) -> None:
+        """Execute the wake-up's decisions (processor.wakeup): work, then sleep until the next turn."""
         assert self.scheduler is not None
-        result = SweepResult()
-        db_backoff = 0.5
-        look_first = False  # woken by the safety tick alone: ask when work is due before claiming
-        while not self.stop.is_set():
-            self.wake.clear()
-            self._planned = float("inf")  # what the queries below read from the database, they know
+        do = Do.CLAIM
+        while do is not Do.STOP and not self.stop.is_set():
+            self._check_parts()
+            self._woke, self._planned = None, float("inf")  # what the queries below read, they know
             try:
-                if look_first:
-                    seconds = await self.scheduler.seconds_to_next_deadline()
-                    if seconds is None or seconds > 0:
-                        delay = self._until(seconds)
-                        self.healthy, db_backoff = True, 0.5
-                        look_first = await self._sleep(delay, result) and not self._for_deadline
-                        continue
-                result = await self.scheduler.run_once(stopping=self.stop)
-                delay = await self._next_delay(result)
-                self.healthy, db_backoff = True, 0.5
+                sleep = await self._work(do)
+                self.healthy = True
             except DB_ERRORS as exc:
                 self.healthy = False
-                self.log.error("database_error", error=str(exc)[:300], retry_in_s=round(db_backoff, 2))
-                delay, db_backoff = db_backoff * random.uniform(0.8, 1.2), min(db_backoff * 2, 30.0)
-                self._for_deadline = True  # after an error, sweep rather than only look
+                sleep = self.wakeup.after_error(time.monotonic())
+                self.log.error("database_error", error=str(exc)[:300],
+                               retry_in_s=round(sleep.at - time.monotonic(), 2))
             self._check_parts()
             if not self.ready.is_set() and self.healthy and not self.stop.is_set():
                 self.ready.set()
@@ -141,57 +136,48 @@ class Daemon:
             if once:
                 await self.scheduler.drain(self.settings.grace_s + self.settings.response_timeout_s)
                 return
-            look_first = await self._sleep(delay, result) and not self._for_deadline
+            do = await self._sleep(self.wakeup.earlier(sleep, self._planned))
 
-    async def _next_delay(self, result: SweepResult) -> float:
+    async def _work(self, do: Do) -> Sleep:
         assert self.scheduler is not None
-        if result.capacity_limited:
-            self._for_deadline = True
-            return self.settings.tick_s  # a freed slot wakes the loop
-        seconds = await self.scheduler.seconds_to_next_deadline()
-        if seconds is not None and seconds <= 0:
-            # due rows that the last sweep could not take (locked by another transaction): do not spin
-            self._for_deadline = True
-            self._idle_s = 0.05 if result.claimed else min(1.0, max(0.05, self._idle_s * 2))
-            return self._idle_s if not result.claimed else 0.0
-        self._idle_s = 0.0
-        return self._until(seconds)
+        if do is Do.LOOK:
+            seconds = await self.scheduler.seconds_to_next_deadline()
+            return self.wakeup.after_look(time.monotonic(), seconds)
+        result = await self.scheduler.run_once(stopping=self.stop)
+        seconds = None if result.capacity_limited else await self.scheduler.seconds_to_next_deadline()
+        return self.wakeup.after_sweep(time.monotonic(), claimed=result.claimed,
+                                       capacity_limited=result.capacity_limited, next_deadline_s=seconds)
 
-    def _until(self, seconds: float | None) -> float:
-        """Sleep until the deadline, or the safety tick when it comes first (then only look, not claim).
-
-        No margin is added: epoll rounds its time-out up to the next millisecond, so we never wake early.
-        """
-        self._for_deadline = seconds is not None and seconds <= self.settings.tick_s
-        return self.settings.tick_s if seconds is None else min(seconds, self.settings.tick_s)
-
-    async def _sleep(self, delay: float, result: SweepResult) -> bool:
-        """Sleep until the planned time, a notification, a freed slot or stop. True when the time came."""
+    async def _sleep(self, sleep: Sleep) -> Do:
+        """Sleep as planned; the plan may move earlier meanwhile (plan()). Returns what to do next."""
         assert self.scheduler is not None
-        self.wake_at = time.monotonic() + delay
-        if self._planned < self.wake_at:  # recorded while the loop was busy
-            self.wake_at, self._for_deadline = self._planned, True
+        self.sleeping = sleep
         ping_every = systemd.watchdog_interval_s()
-        while not self.stop.is_set() and not self.wake.is_set():
-            remaining = self.wake_at - time.monotonic()
-            if remaining <= 0:
-                return True
-            step = min(remaining, ping_every) if ping_every else remaining
-            self.replan.clear()
-            events = [self.stop.wait(), self.wake.wait(), self.replan.wait()]
-            if result.capacity_limited:
-                self.scheduler.slot_freed.clear()
-                events.append(self.scheduler.slot_freed.wait())
-            waiters = [asyncio.ensure_future(e) for e in events]
-            done, _ = await asyncio.wait(waiters, timeout=step, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
-            if ping_every and self.healthy:
-                systemd.notify("WATCHDOG=1")
-            if done and result.capacity_limited and self.scheduler.slot_freed.is_set():
-                return False
-            # else: the time came, a ping is due, or the plan moved earlier (replan): look again
-        return False
+        try:
+            while True:
+                if self.stop.is_set():
+                    return Do.STOP
+                if self._woke is not None:
+                    return self.wakeup.on_wake(self._woke, self.sleeping)
+                remaining = self.sleeping.at - time.monotonic()
+                if remaining <= 0:
+                    return self.wakeup.on_wake(Woke.TIME, self.sleeping)
+                self.wake.clear()
+                events = [self.stop.wait(), self.wake.wait()]
+                if self.sleeping.slot_ends_it:
+                    self.scheduler.slot_freed.clear()
+                    events.append(self.scheduler.slot_freed.wait())
+                waiters = [asyncio.ensure_future(e) for e in events]
+                step = min(remaining, ping_every) if ping_every else remaining
+                await asyncio.wait(waiters, timeout=step, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+                if ping_every and self.healthy:
+                    systemd.notify("WATCHDOG=1")
+                if self.sleeping.slot_ends_it and self.scheduler.slot_freed.is_set():
+                    return self.wakeup.on_wake(Woke.SLOT, self.sleeping)
+        finally:
+            self.sleeping = None
 
     def _check_parts(self) -> None:
         """A part that died stops the daemon (systemd restarts it): never a half-alive process."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from processor import db
+from processor.backoff import Backoff
 from processor.errors import DatabaseError
 from processor.logs import get_logger
 
@@ -157,15 +157,15 @@ class Listener:
         self.healthy = False
         self.log.warning("listener_lost")
         await self._close_quietly()
-        delay = 0.25
+        backoff = Backoff(first_s=0.25, cap_s=self.max_backoff_s)
         while not stop.is_set():
             try:
                 await self._connect()
             except db.TRANSIENT_ERRORS as exc:
+                delay = backoff.next()
                 self.log.warning("listener_reconnect_failed", error=str(exc), retry_in_s=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
-                delay = min(self.max_backoff_s, delay * 2)
+                    await asyncio.wait_for(stop.wait(), delay)
                 continue
             self.reconnects += 1
             self.log.info("listener_reconnected", reconnects=self.reconnects)

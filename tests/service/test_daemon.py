@@ -161,3 +161,33 @@ async def test_a_recorded_backoff_wakes_an_idle_daemon_on_time(db_url: str, conn
     await stub.wait_for(3, within_s=15)  # two backoffs of ~1 s and ~2 s, far inside one 60 s tick
     gaps = [b.at - a.at for a, b in zip(stub.seen, stub.seen[1:], strict=False)]
     assert all(gap >= 0.7 for gap in gaps)  # the backoff itself is honoured (1 s base, 20 % jitter)
+
+
+async def test_a_dead_listener_is_noticed_while_idle(db_url: str, stub: Stub, start_daemon: StartDaemon) -> None:
+    """Issue 13: the idle path (safety-tick looks) checks the daemon's parts too, so a listener that stopped
+    ends the daemon (systemd restarts it) within about one tick instead of leaving it half alive."""
+    import pytest
+
+    running = await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="1"))
+    listener = next(t for t in running.daemon._tasks if t.get_name() == "listener")
+    listener.cancel()
+    with pytest.raises(RuntimeError, match="listener stopped"):
+        await asyncio.wait_for(running.task, 10)  # idle all along: nothing is due
+
+
+async def test_a_future_notification_costs_a_look_not_a_claim(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                              start_daemon: StartDaemon) -> None:
+    """A notification for a row due later asks the database when (one statement), claims nothing early,
+    and the row is still delivered at its deadline."""
+    await conn.execute("UPDATE genretry.policy SET stale_after = '2 seconds'")
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    before = await conn.fetchval("SELECT count(*) FROM genretry.events WHERE event = 'claimed'")
+    row_id = await make_generation(conn)
+    await stub.wait_for(1, within_s=10)
+    assert stub.seen[0].body["retryHistoryId"] == str(row_id)
+    due = await conn.fetchval(
+        "SELECT (detail->>'due_at')::timestamptz FROM genretry.events WHERE event = 'claimed' AND generation_id = $1",
+        row_id)
+    claimed_at = await conn.fetchval(
+        "SELECT at FROM genretry.events WHERE event = 'claimed' AND generation_id = $1", row_id)
+    assert before == 0 and claimed_at >= due
