@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import asyncpg
 from aiohttp import web
 
+from processor import db
 from tests.http_fixtures import serve_on_loopback
 
 
@@ -33,8 +33,7 @@ class FinishingStub:
 async def finishing_stub(db_url: str, finish_after_s: float = 0.05,
                          answer_after_s: float = 0.0) -> AsyncIterator[FinishingStub]:
     stub = FinishingStub()
-    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
-    assert pool is not None
+    pool = await db.create_pool(db_url, min_size=1, max_size=4)  # discards connections a restart broke
     tasks: set[asyncio.Task[None]] = set()
 
     async def finish(gen_id: str, attempt: int) -> None:
@@ -44,7 +43,7 @@ async def finishing_stub(db_url: str, finish_after_s: float = 0.05,
                 stub.finished[bool(await pool.fetchval("SELECT genretry.finish($1::uuid, $2, 'completed')",
                                                        gen_id, attempt))] += 1
                 return
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            except Exception:  # any failure while the database restarts: report again, as a generator would
                 await asyncio.sleep(0.2)
 
     async def handle(request: web.Request) -> web.StreamResponse:
