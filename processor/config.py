@@ -171,11 +171,17 @@ def _check_database_url(url: str, problems: list[str]) -> None:
         problems.append("DATABASE_URL: required (postgresql://user:password@host:5432/dbname)")
         return
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
+        scheme, _ = parts.scheme, parts.port
+        misread = "@" in parts.path or "@" in parts.fragment  # the authority ended early, inside a password
     except ValueError:
-        scheme = ""
+        scheme, misread = url.partition("://")[0].lower() if "://" in url else "", True
     if scheme not in ("postgres", "postgresql"):
         problems.append("DATABASE_URL: must start with postgresql:// or postgres://")
+    elif misread:
+        # never echoed: a URL that does not parse this way usually holds a password that does not either
+        problems.append("DATABASE_URL: cannot be parsed; percent-encode '/', '#', '?', '@' and ':' in the user "
+                        "or password (%2F %23 %3F %40 %3A)")
 
 
 def _check_http_url(name: str, url: str, problems: list[str], *, base: bool = False) -> None:

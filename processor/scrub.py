@@ -3,8 +3,10 @@
 A generator's answer, a redirect's Location, an exception's text: all pass through scrub() before any
 length cut, so a secret cut in two can never leave half of itself behind. Removed: platform API keys
 (sb_secret_..., sb_publishable_...), JWT-looking strings (eyJ...), Bearer/Basic credentials, PEM private
-keys, and every secret this process was configured with (verbatim, JSON-escaped or percent-encoded).
-The cost is linear in the text and the text is bounded (MAX_CHARS), however much a peer sends.
+keys, and every secret this process was configured with (verbatim, JSON-escaped or percent-encoded), and
+any run of 7 or more characters of one (SPEC 6 lets at most a 6-character prefix show): a generator that
+echoes half a key, or a key without its `sb_secret_` prefix, leaks nothing either.
+The cost is linear in the text (one set look-up per character) and the text is bounded (MAX_CHARS).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from urllib.parse import quote, quote_plus, unquote
 
 MAX_CHARS = 65536  # scrub reads at most this much; what lies beyond is dropped, never half-shown
 MIN_SECRET_CHARS = 4  # shorter configured values would redact ordinary words; none is a real credential
-KEEP_PREFIX = 6  # SPEC 6: at most a 6-character prefix may show; a cut-off tail longer than this is removed
+WINDOW = 7  # SPEC 6: at most 6 characters of a secret may show; any 7 in a row are removed
 
 _SHAPES = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[^-]|-(?!----END))*(?:-----END [A-Z0-9 ]*PRIVATE KEY-----)?"
@@ -27,38 +29,63 @@ _SHAPES = re.compile(
 )
 
 _known: tuple[str, ...] = ()
+_windows: frozenset[str] = frozenset()
 
 
 def remember(secrets: Iterable[str]) -> None:
     """Add configured secret values to those removed from every text this process scrubs."""
-    global _known
+    global _known, _windows
     variants: set[str] = set(_known)
     for secret in secrets:
-        secret = secret.strip()
-        if len(secret) < MIN_SECRET_CHARS:
-            continue
-        variants.update({secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)})
-        variants.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 16)  # PEM lines
+        variants.update(_variants(secret))
     _known = tuple(sorted(variants, key=len, reverse=True))  # longest first: no partial leftovers
+    _windows = _windows_of(_known)
 
 
 def forget_all() -> None:
     """Drop the remembered secrets (tests)."""
-    global _known
-    _known = ()
+    global _known, _windows
+    _known, _windows = (), frozenset()
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """The text without credentials; at most MAX_CHARS of it are read."""
-    known = _known + tuple(s for s in secrets if len(s) >= MIN_SECRET_CHARS)
-    cut = len(text) > MAX_CHARS
-    text = text[:MAX_CHARS]
+    known, windows = _known, _windows
+    extra = tuple(v for s in secrets for v in _variants(s))
+    if extra:
+        known, windows = known + extra, windows | _windows_of(extra)
+    text = _SHAPES.sub(_mark, text[:MAX_CHARS])  # first: a shape is removed whole, not piece by piece
     for secret in known:
         if secret in text:
             text = text.replace(secret, "[redacted secret]")
-    if cut:
-        text = _drop_cut_tail(text, known)
-    return _SHAPES.sub(_mark, text)
+    return _drop_pieces(text, windows) if windows else text
+
+
+def _variants(secret: str) -> set[str]:
+    secret = secret.strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        return set()
+    if "-----BEGIN" in secret:  # a PEM: its body lines, not the public armour around them
+        return {line.strip() for line in secret.splitlines() if line.strip() and not line.startswith("-----")}
+    return {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}
+
+
+def _windows_of(secrets: Iterable[str]) -> frozenset[str]:
+    return frozenset(s[i:i + WINDOW] for s in secrets for i in range(len(s) - WINDOW + 1))
+
+
+def _drop_pieces(text: str, windows: frozenset[str]) -> str:
+    """Replace every run of text made of WINDOW-character pieces of a secret (a cut-off or partial echo)."""
+    spans: list[list[int]] = []
+    for i in range(len(text) - WINDOW + 1):
+        if text[i:i + WINDOW] in windows:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + WINDOW
+            else:
+                spans.append([i, i + WINDOW])
+    for start, end in reversed(spans):
+        text = text[:start] + "[redacted secret]" + text[end:]
+    return text
 
 
 def _mark(match: re.Match[str]) -> str:
@@ -70,18 +97,6 @@ def _mark(match: re.Match[str]) -> str:
     if found.startswith("eyJ"):
         return "[redacted JWT]"
     return found.split(None, 1)[0] + " [redacted]"
-
-
-def _drop_cut_tail(text: str, known: Iterable[str]) -> str:
-    """A text cut at MAX_CHARS may end with the start of a secret: remove such a tail."""
-    for secret in known:
-        tail_from = max(0, len(text) - len(secret) + 1)
-        start = text.find(secret[:KEEP_PREFIX], tail_from)
-        while start != -1:
-            if secret.startswith(text[start:]):
-                return text[:start] + "[redacted secret]"
-            start = text.find(secret[:KEEP_PREFIX], start + 1)
-    return text
 
 
 def url_passwords(url: str) -> set[str]:

@@ -140,6 +140,24 @@ def test_generator_names_in_configuration_are_routing_keys() -> None:
 
 
 def test_every_configured_secret_is_known_to_the_scrubber() -> None:
-    s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:pa/ss#w@h:5432/d",
+    s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:pa%2Fss%23w@h:5432/d",
                            "SUPABASE_SECRET_KEYS": '{"a": "sb_secret_one"}'})
-    assert {"s" * 40, "sb_secret_one", "pa/ss#w"} <= set(s.secret_values())
+    assert {"s" * 40, "sb_secret_one", "pa/ss#w", "pa%2Fss%23w"} <= set(s.secret_values())
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("url", ["postgresql://u:pa/ss#w@h:5432/d", "postgresql://u:p#ss@h/d",
+                                 "postgresql://u:1234/5678@h:5432/d", "postgresql://u:a:b/c#d@e/d"])
+def test_a_database_url_that_does_not_parse_is_refused_without_echo(url: str) -> None:
+    found = problems({**BASE, "DATABASE_URL": url})
+    assert [p.split(":")[0] for p in found] == ["DATABASE_URL"]
+    assert url.split("@")[0].split(":", 2)[2] not in found[0]
+
+
+@pytest.mark.hostile
+def test_check_lists_the_database_url_without_its_password() -> None:
+    from processor.check import describe_settings
+
+    for url in ("postgresql://u:pa/ss#w0rd@h:5432/d", "postgresql://u:pa%2Fss%23w0rd@h:5432/d"):
+        shown = dict(describe_settings(Settings(database_url=url)))["database_url"]
+        assert shown.startswith("postgresql://u:***@") and "ss" not in shown.split("@")[0], shown

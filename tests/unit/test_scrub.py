@@ -107,3 +107,17 @@ def test_database_urls_are_redacted_whatever_the_password_holds(url: str, secret
 def test_database_urls_without_a_password_are_unchanged() -> None:
     assert scrub.redact_url("postgresql://app@db.example:5432/app") == "postgresql://app@db.example:5432/app"
     assert scrub.redact_url("postgresql:///app?host=/run/postgresql") == "postgresql:///app?host=/run/postgresql"
+
+
+def test_a_partial_echo_of_a_configured_secret_leaves_no_piece() -> None:
+    body = DEMO_SECRET_KEY[len("sb_secret_"):]
+    for text in (f"key was {body}!", f"first half {CONFIGURED[:20]} and last {CONFIGURED[-12:]}",
+                 f"{DEMO_SECRET_KEY[3:]}", f"spaced {CONFIGURED[5:18]} out"):
+        out = scrub.scrub(text)
+        assert not leaks(out, DEMO_SECRET_KEY, CONFIGURED), out
+
+
+def test_pem_armour_alone_is_not_a_secret() -> None:
+    scrub.remember(["-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n"])
+    assert scrub.scrub("PRIVATE KEY expected") == "PRIVATE KEY expected"
+    assert "GByqGSM" not in scrub.scrub("echo: AgEAMBMGByqGSM49AgEG")
