@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from processor import delivery
+from processor import delivery, routing
 from processor.config import Settings
 from processor.credentials import Authority, Delivery
 from processor.logs import get_logger
@@ -217,7 +217,8 @@ class Scheduler:
             self._maybe_signal()
         if rec is None:
             return
-        generator = row["generator"]
+        # a metric label and a log field: a row's hostile name (megabytes, escapes) becomes one fixed label
+        generator = row["generator"] if routing.is_name(row["generator"]) else "(invalid name)"
         if rec["failed_with"]:
             self.metrics.failures.labels(generator).inc()
             self.log.warning("generation_failed", generation_id=str(row["id"]), generator=generator,

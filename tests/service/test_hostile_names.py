@@ -33,6 +33,7 @@ HOSTILE = [
 class PathRecorder:
     url: str = ""
     paths: list[str] = field(default_factory=list)
+    daemon: Running | None = None
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ async def fail_and_record(conn: asyncpg.Connection, db_url: str, recorder: PathR
                           start_daemon: StartDaemon, names: list[str], **env: str) -> dict[str, asyncpg.Record]:
     good = await make_generation(conn, due=True)
     ids = {name: await make_generation(conn, generator=name, due=True) for name in names}
-    await start_daemon(settings_for(db_url, f"{recorder.url}/functions/v1", **env))
+    recorder.daemon = await start_daemon(settings_for(db_url, f"{recorder.url}/functions/v1", **env))
 
     async def settled() -> bool:
         rows = [await row(conn, i) for i in ids.values()]
@@ -78,6 +79,12 @@ async def test_hostile_names_never_leave_the_base_path(db_url: str, conn: asyncp
         detail = await conn.fetchval(
             "SELECT detail FROM genretry.events WHERE generation_id = $1 AND event = 'rejected'", r["id"])
         assert "never sent" in json.loads(detail)["message"], name
+    # the names never become metric labels (one series each, escapes and all): one fixed label instead
+    assert recorder.daemon is not None
+    registry = recorder.daemon.daemon.metrics.registry
+    labels = {s.labels.get("generator") for m in registry.collect() for s in m.samples} - {None}
+    assert labels <= {"generate-website", "(invalid name)"}, labels
+    assert registry.get_sample_value("genretry_rows_failed_total", {"generator": "(invalid name)"}) == len(HOSTILE)
 
 
 async def test_with_routes_only_configured_names_are_sent(db_url: str, conn: asyncpg.Connection,
