@@ -10,7 +10,7 @@ from typing import TextIO
 import asyncpg
 import httpx
 
-from processor import db, delivery, migrate
+from processor import db, delivery, migrate, scrub
 from processor.config import Settings
 from processor.credentials import Authority, Delivery
 from processor.errors import ProcessorError
@@ -33,7 +33,7 @@ def describe_settings(settings: Settings) -> list[tuple[str, str]]:
                 shown = redact(str(value)) if value else ""
             rows.append((f.name, shown or "(not set)"))
         elif f.name == "database_url":
-            rows.append((f.name, db.redact_url(value)))
+            rows.append((f.name, scrub.redact_url(value)))
         else:
             rows.append((f.name, str(value)))
     return rows
@@ -54,9 +54,9 @@ async def run_checks(settings: Settings, out: TextIO = sys.stdout) -> int:
             detail = await probe()
         except (ProcessorError, asyncpg.PostgresError, OSError, httpx.HTTPError, ValueError) as exc:
             failures += 1
-            print(f"  FAIL {name}: {exc}", file=out)
+            print(f"  FAIL {name}: {scrub.scrub(str(exc))}", file=out)
         else:
-            print(f"  ok   {name}: {detail}", file=out)
+            print(f"  ok   {name}: {scrub.scrub(detail)}", file=out)
 
     pool: asyncpg.Pool | None = None
 

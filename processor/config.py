@@ -6,7 +6,6 @@ connects. A secret may be given inline or, for systemd credentials, as a file: N
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -15,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from processor.config_parse import Reader, merge_toml, parse_host_port
+from processor import routing, scrub
+from processor.config_parse import Reader, load_json, merge_toml, parse_host_port, resolvable
 from processor.errors import ConfigError
 
 __all__ = ["AUTH_MODES", "DEFAULT_GENERATORS", "Settings", "default_worker_id", "parse_host_port"]
@@ -64,10 +64,20 @@ class Settings:
     metrics_addr: str = ""
 
     def route(self, generator: str) -> str:
-        """The URL a generator's retries are POSTed to."""
-        if generator in self.routes:
-            return self.routes[generator]
-        return f"{self.functions_url.rstrip('/')}/{generator}"
+        """The URL a generator's retries are POSTed to; raise routing.Unroutable for a name never dispatched."""
+        return routing.url_for(generator, functions_url=self.functions_url, routes=self.routes,
+                               configured=self.generators)
+
+    def resolve(self, generator: str) -> routing.Route:
+        """route() as a value: Route(url) or Route(refusal=why no request is sent)."""
+        return routing.resolve(generator, functions_url=self.functions_url, routes=self.routes,
+                               configured=self.generators)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, the database password included: scrubbed from peers' text."""
+        values = [self.jwt_secret, self.jwt_private_key, self.service_role_key, *self.secret_keys.values(),
+                  *scrub.url_passwords(self.database_url)]
+        return [v for v in values if v]
 
     @property
     def service_key(self) -> str:
@@ -91,12 +101,15 @@ class Settings:
             _check_database_url(s["database_url"], problems)
         s["functions_url"] = reader.text("FUNCTIONS_URL")
         if s["functions_url"]:
-            _check_http_url("FUNCTIONS_URL", s["functions_url"], problems)
+            _check_http_url("FUNCTIONS_URL", s["functions_url"], problems, base=True)
         for name, url in routes.items():
-            _check_http_url(f"routes.{name}", url, problems)
+            _check_name("PROCESSOR_ROUTES", name, problems)
+            _check_http_url(f"routes.{routing.show(name)}", url, problems)
         s["routes"] = routes
         s["generators"] = tuple(g.strip() for g in reader.text("PROCESSOR_GENERATORS").split(",") if g.strip()) \
             or DEFAULT_GENERATORS
+        for name in s["generators"]:
+            _check_name("PROCESSOR_GENERATORS", name, problems)
         s["auth_mode"] = reader.choice("PROCESSOR_AUTH_MODE", AUTH_MODES, "scoped-jwt")
         s["jwt_secret"] = reader.secret("SUPABASE_JWT_SECRET")
         s["jwt_private_key"] = reader.secret("PROCESSOR_JWT_PRIVATE_KEY")
@@ -126,7 +139,9 @@ class Settings:
         s["log_level"] = reader.choice("PROCESSOR_LOG_LEVEL", ("debug", "info", "warning", "error"), "info")
         s["metrics_addr"] = reader.text("PROCESSOR_METRICS_ADDR")
         if s["metrics_addr"]:
-            parse_host_port("PROCESSOR_METRICS_ADDR", s["metrics_addr"], problems)
+            host, port = parse_host_port("PROCESSOR_METRICS_ADDR", s["metrics_addr"], problems)
+            if host and not resolvable(host, port):
+                problems.append(f"PROCESSOR_METRICS_ADDR: {host!r} does not resolve to an address to listen on")
 
         if "dispatch" in need:
             if not s["functions_url"]:
@@ -141,7 +156,9 @@ class Settings:
                             "(SUPABASE_SECRET_KEYS, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET or SUPABASE_JWKS)")
         if problems:
             raise ConfigError(problems)
-        return cls(**s)
+        settings = cls(**s)
+        scrub.remember(settings.secret_values())  # whatever this process knows never leaves in a peer's text
+        return settings
 
 
 def default_worker_id() -> str:
@@ -154,21 +171,36 @@ def _check_database_url(url: str, problems: list[str]) -> None:
         problems.append("DATABASE_URL: required (postgresql://user:password@host:5432/dbname)")
         return
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
+        scheme, _ = parts.scheme, parts.port
+        misread = "@" in parts.path or "@" in parts.fragment  # the authority ended early, inside a password
     except ValueError:
-        scheme = ""
+        scheme, misread = url.partition("://")[0].lower() if "://" in url else "", True
     if scheme not in ("postgres", "postgresql"):
         problems.append("DATABASE_URL: must start with postgresql:// or postgres://")
+    elif misread:
+        # never echoed: a URL that does not parse this way usually holds a password that does not either
+        problems.append("DATABASE_URL: cannot be parsed; percent-encode '/', '#', '?', '@' and ':' in the user "
+                        "or password (%2F %23 %3F %40 %3A)")
 
 
-def _check_http_url(name: str, url: str, problems: list[str]) -> None:
+def _check_http_url(name: str, url: str, problems: list[str], *, base: bool = False) -> None:
     try:
         parts = urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port
     except ValueError:
         ok = False
     if not ok:
-        problems.append(f"{name}: {url!r} is not an http(s) URL")
+        problems.append(f"{name}: {scrub.redact_url(url)!r} is not an http(s) URL")
+    elif base and (parts.query or parts.fragment or "?" in url or "#" in url):
+        # generator names are appended as a path segment: a query or fragment here would swallow them
+        problems.append(f"{name}: must not carry a query or fragment (generator names are appended as a path)")
+
+
+def _check_name(setting: str, name: str, problems: list[str]) -> None:
+    if not routing.is_name(name):
+        problems.append(f"{setting}: {routing.show(name)} is not a generator name ({routing.NAME_PATTERN})")
 
 
 def _secret_keys(raw: str, problems: list[str]) -> dict[str, str]:
@@ -178,9 +210,9 @@ def _secret_keys(raw: str, problems: list[str]) -> dict[str, str]:
     if not raw.startswith("{"):
         return {"default": raw}
     try:
-        parsed = json.loads(raw)
-    except ValueError:
-        problems.append("SUPABASE_SECRET_KEYS: not valid JSON (expected {\"name\": \"sb_secret_...\"})")
+        parsed = load_json(raw)
+    except ValueError as exc:
+        problems.append(f"SUPABASE_SECRET_KEYS: {exc} (expected {{\"name\": \"sb_secret_...\"}})")
         return {}
     if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
         problems.append("SUPABASE_SECRET_KEYS: expected a JSON object of non-empty strings")
@@ -192,12 +224,15 @@ def _jwks(raw: str, problems: list[str]) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        parsed = json.loads(raw)
-    except ValueError:
-        problems.append("SUPABASE_JWKS: not valid JSON (inline JWKS or a path to a JWKS file)")
+        parsed = load_json(raw)
+    except ValueError as exc:
+        problems.append(f"SUPABASE_JWKS: {exc} (inline JWKS or a path to a JWKS file)")
         return None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
         problems.append('SUPABASE_JWKS: expected {"keys": [...]}')
+        return None
+    if not all(isinstance(k, dict) and isinstance(k.get("kty"), str) for k in parsed["keys"]):
+        problems.append('SUPABASE_JWKS: every key must be a JSON object with a "kty"')
         return None
     return parsed
 

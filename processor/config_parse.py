@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+MAX_JSON_DEPTH = 32  # no setting nests deeper; a deeper value is an attack on the parser, not a setting
 
 # TOML key -> environment variable. Environment wins over the file.
 TOML_KEYS = {
@@ -30,6 +34,32 @@ TOML_KEYS = {
     "log_level": "PROCESSOR_LOG_LEVEL",
     "metrics_addr": "PROCESSOR_METRICS_ADDR",
 }
+
+
+def load_json(raw: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads for settings; ValueError (with a reason fit for one line) also for nesting too deep."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {max_depth}") from None
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc.args[0].split(':')[0] if exc.args else 'unparsable'})") from None
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise ValueError(f"nested deeper than {max_depth}")
+        level = [c for v in level if isinstance(v, (dict, list))
+                 for c in (v.values() if isinstance(v, dict) else v)]
+    return value
+
+
+def resolvable(host: str, port: int) -> bool:
+    """True when HOST resolves to an address a server could listen on (checked before anything connects)."""
+    try:
+        return bool(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
+    except (OSError, UnicodeError):
+        return False
 
 
 def parse_host_port(name: str, value: str, problems: list[str]) -> tuple[str, int]:
@@ -123,12 +153,18 @@ def merge_toml(env: dict[str, str], problems: list[str]) -> tuple[dict[str, str]
     routes: dict[str, str] = {}
     if path:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
         except OSError as exc:
             problems.append(f"PROCESSOR_CONFIG: cannot read {path}: {exc.strerror or exc}")
             data = {}
+        except UnicodeDecodeError as exc:
+            problems.append(f"PROCESSOR_CONFIG: {path} is not UTF-8 (byte {exc.start}); TOML files must be")
+            data = {}
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"PROCESSOR_CONFIG: {path} is not valid TOML: {exc}")
+            data = {}
+        except RecursionError:
+            problems.append(f"PROCESSOR_CONFIG: {path} nests too deep to be a configuration file")
             data = {}
         for key, value in data.items():
             if key == "routes":
@@ -148,7 +184,7 @@ def merge_toml(env: dict[str, str], problems: list[str]) -> tuple[dict[str, str]
     raw_routes = env.get("PROCESSOR_ROUTES", "").strip()
     if raw_routes:
         try:
-            parsed = json.loads(raw_routes)
+            parsed = load_json(raw_routes)
             if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
                 raise ValueError
             routes.update(parsed)

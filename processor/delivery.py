@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from processor import __version__
+from processor import __version__, scrub
 
 USER_AGENT = f"generation-processor/{__version__}"
 MAX_MESSAGE_CHARS = 500
@@ -156,8 +156,8 @@ _CONTROL = dict.fromkeys(range(32), " ") | {0x7F: " "}
 
 
 def clean(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """A peer's text made safe to store and log: no NUL or control characters (jsonb refuses \u0000)."""
-    return " ".join(text.translate(_CONTROL).split())[:limit]
+    """A peer's text made safe to store and log: no credentials, no NUL or control characters."""
+    return " ".join(scrub.scrub(text).translate(_CONTROL).split())[:limit]  # scrubbed before the cut
 
 
 def _message(text: str) -> str:

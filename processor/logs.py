@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from processor import scrub
+
 # Keys whose values are credentials wherever they appear in an event, at any depth.
 _SECRET_KEY = re.compile(
     r"(authorization|apikey|api[-_]?key|token|secret|password|passwd|credential|cookie|jwt|private[-_]?key"
@@ -32,7 +34,9 @@ def redact(value: str) -> str:
 
 def _scrub(value: Any, *, secret: bool) -> Any:
     if isinstance(value, str):
-        return redact(value) if secret and value else _SECRET_VALUE.sub(lambda m: redact(m.group(0)), value)
+        if secret and value:
+            return redact(value)
+        return _SECRET_VALUE.sub(lambda m: redact(m.group(0)), scrub.scrub(value))  # + configured secrets
     if isinstance(value, Mapping):
         return {k: _scrub(v, secret=secret or (isinstance(k, str) and bool(_SECRET_KEY.search(k))))
                 for k, v in value.items()}

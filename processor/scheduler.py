@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from processor import delivery
+from processor import delivery, routing
 from processor.config import Settings
 from processor.credentials import Authority, Delivery
 from processor.logs import get_logger
@@ -86,7 +86,8 @@ class Scheduler:
                                             self.settings.lease_s):
                     item = {"generation_id": str(row["id"]), "generator": row["generator"], "attempt": row["attempt"],
                             "action": "deliver" if row["action"] == "deliver" else "fail_exhausted",
-                            "url": self.settings.route(row["generator"]), "authority": self.authority.mode}
+                            "url": (r := self.settings.resolve(row["generator"])).url or r.refusal,
+                            "authority": self.authority.mode}
                     self.log.info("would_" + item["action"], **{k: v for k, v in item.items() if k != "action"})
                     seen.append(item)
             finally:
@@ -178,10 +179,13 @@ class Scheduler:
         if request is None:
             return delivery.Outcome(delivery.REJECTED, None, "invalid request",
                                     "the stored request is not a JSON object")
+        route = self.settings.resolve(row["generator"])  # a name that is not a routing key is never sent
+        if route.refusal:
+            return delivery.Outcome(delivery.REJECTED, None, "never sent", route.refusal)
         d = Delivery(row["generator"], str(row["user_id"]), str(row["id"]), row["attempt"])
         headers = {**self.authority.headers(d), "Idempotency-Key": f"{d.retry_history_id}:{d.attempt}"}
         body = {**request, "retryHistoryId": d.retry_history_id, "retryAttempt": d.attempt}
-        outcome = await delivery.deliver(self.client, self.settings.route(d.generator), headers, body,
+        outcome = await delivery.deliver(self.client, route.url, headers, body,
                                          connect_timeout_s=self.settings.connect_timeout_s,
                                          response_timeout_s=self.settings.response_timeout_s)
         self.metrics.deliveries.labels(d.generator, outcome.kind).inc()
@@ -218,7 +222,8 @@ class Scheduler:
             return
         if rec["deadline_at"] is not None:
             self.on_deadline(rec["deadline_at"].timestamp())
-        generator = row["generator"]
+        # a metric label and a log field: a row's hostile name (megabytes, escapes) becomes one fixed label
+        generator = row["generator"] if routing.is_name(row["generator"]) else "(invalid name)"
         if rec["failed_with"]:
             self.metrics.failures.labels(generator).inc()
             self.log.warning("generation_failed", generation_id=str(row["id"]), generator=generator,

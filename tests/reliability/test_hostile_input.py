@@ -131,8 +131,8 @@ async def test_hostile_rows_are_delivered_or_failed_cleanly(db_url: str, conn: a
         await make_generation(conn, due=True, request={"prompt": "it's \"quoted\"; DROP TABLE x; --"}),
         await make_generation(conn, due=True, request={"prompt": "x" * 1_000_000}),
         await make_generation(conn, due=True, request={"prompt": "\u202eRTL \U0001F600 \u0301 日本語 \ufeff"}),
-        await make_generation(conn, due=True, generator="gen'; --"),
     ]
+    unroutable = await make_generation(conn, due=True, generator="gen'; --")  # not a routing key (SPEC 3.1)
     failed = [await make_generation(conn, due=True, request=value) for value in ([1, 2], "text", 42, None)]
     await conn.execute("UPDATE generation_history SET request = 'null'::jsonb WHERE id = $1", failed[3])
     running = await start_daemon(settings_for(db_url, stub.url))
@@ -149,4 +149,6 @@ async def test_hostile_rows_are_delivered_or_failed_cleanly(db_url: str, conn: a
     for row_id in failed:
         r = await conn.fetchrow("SELECT status, error_message FROM generation_history WHERE id = $1", row_id)
         assert r["status"] == "failed" and "not a JSON object" in r["error_message"]
+    r = await conn.fetchrow("SELECT status, error_message FROM generation_history WHERE id = $1", unroutable)
+    assert r["status"] == "failed" and "never sent" in r["error_message"]
     assert not running.task.done()

@@ -89,3 +89,75 @@ def test_service_key_mode_needs_a_key() -> None:
 def test_settings_never_show_secrets_in_repr() -> None:
     s = Settings.from_env({**BASE, "SUPABASE_SERVICE_ROLE_KEY": "eyJsecret"})
     assert "s" * 40 not in repr(s) and "eyJsecret" not in repr(s)
+
+
+# --- hostile configuration (issue 10, class 13): one line naming the setting, never a traceback -------------
+
+DEEP = "[" * 100_000
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("name", "value"), [
+    ("SUPABASE_JWKS", DEEP),
+    ("SUPABASE_JWKS", '{"keys": [' + "[" * 50 + "]" * 50 + "]}"),
+    ("SUPABASE_JWKS", '{"keys": [{"kty": "EC", "x": ' + DEEP + "}]}"),
+    ("SUPABASE_JWKS", '{"keys": [1, "two"]}'),
+    ("SUPABASE_SECRET_KEYS", "{" + '"a":{' * 100_000),
+    ("SUPABASE_SECRET_KEYS", '{"default": ' + "[" * 40 + "]" * 40 + "}"),
+    ("PROCESSOR_ROUTES", "{" + '"a":{' * 100_000),
+])
+def test_nested_json_settings_are_one_line_problems(name: str, value: str) -> None:
+    found = problems({**BASE, "PROCESSOR_AUTH_MODE": "service-key", "SUPABASE_SECRET_KEYS": "sb_secret_x",
+                      name: value})
+    assert [p.split(":")[0] for p in found][:1] == [name]
+    assert all("\n" not in p and len(p) < 300 for p in found)
+
+
+@pytest.mark.hostile
+def test_a_toml_file_that_is_not_utf8_or_nests_too_deep_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes('functions_url = "https://caf\xe9.example"\n'.encode("latin-1"))
+    assert [p.split(":")[0] for p in problems({**BASE, "PROCESSOR_CONFIG": str(config)})] == ["PROCESSOR_CONFIG"]
+    config.write_bytes(b"generators = " + b"[" * 100_000)
+    assert [p.split(":")[0] for p in problems({**BASE, "PROCESSOR_CONFIG": str(config)})] == ["PROCESSOR_CONFIG"]
+
+
+@pytest.mark.hostile
+def test_a_metrics_address_that_does_not_resolve_is_a_problem() -> None:
+    found = problems({**BASE, "PROCESSOR_METRICS_ADDR": "no-such-host.invalid:9100"})
+    assert found == ["PROCESSOR_METRICS_ADDR: 'no-such-host.invalid' does not resolve to an address to listen on"]
+    assert Settings.from_env({**BASE, "PROCESSOR_METRICS_ADDR": "127.0.0.1:0"}).metrics_addr == "127.0.0.1:0"
+
+
+@pytest.mark.hostile
+def test_generator_names_in_configuration_are_routing_keys() -> None:
+    found = problems({**BASE, "PROCESSOR_GENERATORS": "generate-website,../admin,Gen\x1b[2J",
+                      "PROCESSOR_ROUTES": '{"a?b": "https://x.example/run"}'})
+    assert [p.split(":")[0] for p in found] == ["PROCESSOR_ROUTES", "PROCESSOR_GENERATORS", "PROCESSOR_GENERATORS"]
+    assert all("\x1b" not in p for p in found)
+    assert problems({**BASE, "FUNCTIONS_URL": "https://ref.supabase.co/functions/v1?x="}) == [
+        "FUNCTIONS_URL: must not carry a query or fragment (generator names are appended as a path)"]
+
+
+def test_every_configured_secret_is_known_to_the_scrubber() -> None:
+    s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:pa%2Fss%23w@h:5432/d",
+                           "SUPABASE_SECRET_KEYS": '{"a": "sb_secret_one"}'})
+    assert {"s" * 40, "sb_secret_one", "pa/ss#w", "pa%2Fss%23w"} <= set(s.secret_values())
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("url", ["postgresql://u:pa/ss#w@h:5432/d", "postgresql://u:p#ss@h/d",
+                                 "postgresql://u:1234/5678@h:5432/d", "postgresql://u:a:b/c#d@e/d"])
+def test_a_database_url_that_does_not_parse_is_refused_without_echo(url: str) -> None:
+    found = problems({**BASE, "DATABASE_URL": url})
+    assert [p.split(":")[0] for p in found] == ["DATABASE_URL"]
+    assert url.split("@")[0].split(":", 2)[2] not in found[0]
+
+
+@pytest.mark.hostile
+def test_check_lists_the_database_url_without_its_password() -> None:
+    from processor.check import describe_settings
+
+    for url in ("postgresql://u:pa/ss#w0rd@h:5432/d", "postgresql://u:pa%2Fss%23w0rd@h:5432/d"):
+        shown = dict(describe_settings(Settings(database_url=url)))["database_url"]
+        assert shown.startswith("postgresql://u:***@") and "ss" not in shown.split("@")[0], shown

@@ -1,0 +1,123 @@
+"""Redact credentials from a peer's text before it is stored or logged (SPEC 6: not even when echoed).
+
+A generator's answer, a redirect's Location, an exception's text: all pass through scrub() before any
+length cut, so a secret cut in two can never leave half of itself behind. Removed: platform API keys
+(sb_secret_..., sb_publishable_...), JWT-looking strings (eyJ...), Bearer/Basic credentials, PEM private
+keys, and every secret this process was configured with (verbatim, JSON-escaped or percent-encoded), and
+any run of 7 or more characters of one (SPEC 6 lets at most a 6-character prefix show): a generator that
+echoes half a key, or a key without its `sb_secret_` prefix, leaks nothing either.
+The cost is linear in the text (one set look-up per character) and the text is bounded (MAX_CHARS).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus, unquote
+
+MAX_CHARS = 65536  # scrub reads at most this much; what lies beyond is dropped, never half-shown
+MIN_SECRET_CHARS = 4  # shorter configured values would redact ordinary words; none is a real credential
+WINDOW = 7  # SPEC 6: at most 6 characters of a secret may show; any 7 in a row are removed
+
+_SHAPES = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[^-]|-(?!----END))*(?:-----END [A-Z0-9 ]*PRIVATE KEY-----)?"
+    r"|(?<![A-Za-z0-9])sb_(?:secret|publishable)_[A-Za-z0-9_-]*"
+    r"|(?<![A-Za-z0-9])eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*"
+    # a credential after Bearer/Basic: 8+ characters with a digit or a symbol ("bearer token missing" stays)
+    r"|(?i:\b(?:bearer|basic)\s+)(?=[^\s\"',;}\]]*[0-9_.+/=~-])[^\s\"',;}\]]{8,}"
+)
+
+_known: tuple[str, ...] = ()
+_windows: frozenset[str] = frozenset()
+
+
+def remember(secrets: Iterable[str]) -> None:
+    """Add configured secret values to those removed from every text this process scrubs."""
+    global _known, _windows
+    variants: set[str] = set(_known)
+    for secret in secrets:
+        variants.update(_variants(secret))
+    _known = tuple(sorted(variants, key=len, reverse=True))  # longest first: no partial leftovers
+    _windows = _windows_of(_known)
+
+
+def forget_all() -> None:
+    """Drop the remembered secrets (tests)."""
+    global _known, _windows
+    _known, _windows = (), frozenset()
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """The text without credentials; at most MAX_CHARS of it are read."""
+    known, windows = _known, _windows
+    extra = tuple(v for s in secrets for v in _variants(s))
+    if extra:
+        known, windows = known + extra, windows | _windows_of(extra)
+    text = _SHAPES.sub(_mark, text[:MAX_CHARS])  # first: a shape is removed whole, not piece by piece
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, "[redacted secret]")
+    return _drop_pieces(text, windows) if windows else text
+
+
+def _variants(secret: str) -> set[str]:
+    secret = secret.strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        return set()
+    if "-----BEGIN" in secret:  # a PEM: its body lines, not the public armour around them
+        return {line.strip() for line in secret.splitlines() if line.strip() and not line.startswith("-----")}
+    return {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}
+
+
+def _windows_of(secrets: Iterable[str]) -> frozenset[str]:
+    return frozenset(s[i:i + WINDOW] for s in secrets for i in range(len(s) - WINDOW + 1))
+
+
+def _drop_pieces(text: str, windows: frozenset[str]) -> str:
+    """Replace every run of text made of WINDOW-character pieces of a secret (a cut-off or partial echo)."""
+    spans: list[list[int]] = []
+    for i in range(len(text) - WINDOW + 1):
+        if text[i:i + WINDOW] in windows:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + WINDOW
+            else:
+                spans.append([i, i + WINDOW])
+    for start, end in reversed(spans):
+        text = text[:start] + "[redacted secret]" + text[end:]
+    return text
+
+
+def _mark(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if found.startswith("-----BEGIN"):
+        return "[redacted private key]"
+    if found.startswith("sb_"):
+        return "[redacted publishable key]" if found.startswith("sb_publishable") else "[redacted secret key]"
+    if found.startswith("eyJ"):
+        return "[redacted JWT]"
+    return found.split(None, 1)[0] + " [redacted]"
+
+
+def url_passwords(url: str) -> set[str]:
+    """The password of a URL as written and as decoded, read the way redact_url reads it."""
+    _, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at == -1 or ":" not in rest[:at]:
+        return set()
+    raw = rest[:at].partition(":")[2]
+    return {raw, unquote(raw)} - {""}
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password hidden, even one holding unescaped '/', '#', '?' or '@'."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>"
+    at = rest.rfind("@")  # the last '@': a password may hold '/', '#' or '?', which end the authority
+    if at != -1:
+        user, colon, _ = rest[:at].partition(":")
+        if colon:
+            rest = f"{user.split('/', 1)[0]}:***{rest[at:]}"
+    rest = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
