@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from processor import db, delivery, migrate, systemd
+from processor import db, delivery, migrate, retention, systemd
 from processor.config import Settings
 from processor.errors import DatabaseError
 from processor.listener import Listener
@@ -29,7 +29,7 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, listen: bool = True, metrics: Metrics | None = None) -> None:
         self.settings, self.listen = settings, listen and settings.listen
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(known=(*settings.generators, *settings.routes))
         self.log = get_logger("daemon").bind(worker=settings.worker_id)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
@@ -81,6 +81,7 @@ class Daemon:
                 self.listener = Listener(s.database_url, self.hint, self.wake_now, probe_interval_s=s.tick_s)
                 await self.listener.start(pool)
                 tasks.append(asyncio.create_task(self.listener.run(self.stop), name="listener"))
+            tasks.append(retention.start(pool, s.events_retention_s, self.metrics, self.stop))
             if s.metrics_addr:
                 from processor import health
                 from processor.config import parse_host_port
@@ -116,13 +117,14 @@ class Daemon:
                 self.healthy, db_backoff = True, 0.5
             except DB_ERRORS as exc:
                 self.healthy = False
+                self.metrics.database_errors.inc()
                 self.log.error("database_error", error=str(exc)[:300], retry_in_s=round(db_backoff, 2))
                 delay, db_backoff = db_backoff * random.uniform(0.8, 1.2), min(db_backoff * 2, 30.0)
                 self._for_deadline = True  # after an error, sweep rather than only look
             self._check_parts()
             if not self.ready.is_set() and self.healthy and not self.stop.is_set():
                 self.ready.set()
-                systemd.notify("READY=1")
+                systemd.notify("READY=1\nSTATUS=ready: rescuing stuck generations")
                 self.log.info("daemon_ready")
             if once:
                 await self.scheduler.drain(self.settings.grace_s + self.settings.response_timeout_s)
@@ -196,7 +198,7 @@ class Daemon:
             self.stop.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], client: Any, pool: asyncpg.Pool) -> None:
-        systemd.notify("STOPPING=1")
+        systemd.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight deliveries")
         self.stop.set()
         if self.scheduler is not None:
             finished = await self.scheduler.drain(self.settings.grace_s)

@@ -182,7 +182,7 @@ class Scheduler:
                                          connect_timeout_s=self.settings.connect_timeout_s,
                                          response_timeout_s=self.settings.response_timeout_s)
         self.metrics.deliveries.labels(d.generator, outcome.kind).inc()
-        self.metrics.delivery_latency.observe(outcome.duration_ms / 1000)
+        self.metrics.delivery_latency.labels(d.generator).observe(outcome.duration_ms / 1000)
         self.outcomes[outcome.kind] += 1
         self.log.info("auto_retry", generation_id=d.retry_history_id, generator=d.generator, attempt=d.attempt,
                       authority=self.authority.mode, outcome=outcome.kind, status=outcome.http_status,
@@ -201,6 +201,7 @@ class Scheduler:
                     break
                 except DB_ERRORS as exc:
                     if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
+                        self.metrics.record_failures.inc()
                         self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind,
                                        error=str(exc)[:200])
                         return

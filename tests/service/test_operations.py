@@ -46,7 +46,15 @@ async def test_metrics_and_healthz(db_url: str, conn: asyncpg.Connection, stub: 
                      'outcome="accepted"} 1.0', "genretry_exhaustions_total 1.0", "genretry_due_rows 1.0",
                      "genretry_paused_generators 0.0"):
             assert line in page, line
-        assert "genretry_detection_lag_seconds_bucket" in page and "genretry_delivery_seconds_count 1.0" in page
+        assert "genretry_detection_lag_seconds_bucket" in page
+        assert 'genretry_delivery_seconds_count{generator="generate-website"} 1.0' in page
+        # what an operator alerts on: process collectors, build info, failure counters, no _created twins
+        for name in ("process_resident_memory_bytes", "process_start_time_seconds", "python_gc_collections_total",
+                     "genretry_build_info{", "genretry_database_errors_total 0.0",
+                     "genretry_record_failures_total 0.0", "genretry_listener_reconnects_total 0.0",
+                     "genretry_bad_notifications_total 0.0", "genretry_events_pruned_total 0.0"):
+            assert name in page, name
+        assert "_created" not in page
         overdue = next(float(x.split()[1]) for x in page.splitlines()
                        if x.startswith("genretry_oldest_overdue_seconds "))
         assert overdue > 60
@@ -89,10 +97,10 @@ async def test_ready_watchdog_and_stopping_reach_notify_socket(db_url: str, stub
         async with asyncio.timeout(20):
             while "WATCHDOG=1" not in received:
                 received.append((await loop.sock_recv(sock, 256)).decode())
-        assert received[0] == "READY=1"
+        assert received[0].splitlines()[0] == "READY=1" and received[0].splitlines()[1].startswith("STATUS=")
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
-            while "STOPPING=1" not in received:
+            while not any(m.startswith("STOPPING=1") for m in received):
                 received.append((await loop.sock_recv(sock, 256)).decode())
         assert await asyncio.wait_for(proc.wait(), 20) == 0
     finally:
