@@ -177,3 +177,12 @@ async def test_the_seeds_runbook_still_works_after_adoption(conn: asyncpg.Connec
     await conn.execute("UPDATE generation_history SET admin_note = 'retry:1', retry_count = 2 WHERE id = $1", row_id)
     await conn.execute("UPDATE generation_history SET admin_note = 'retry: later please' WHERE id = $1", row_id)
     assert (await row(conn, row_id))["retry_count"] == 2
+
+
+async def test_overview_counts_a_rejected_row_once(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn, due=True)
+    lease = (await conn.fetchrow("SELECT * FROM genretry.claim('w', 10, '1 minute')"))["lease_id"]
+    await conn.fetchval("SELECT result FROM genretry.record_delivery($1, $2, 'rejected', 422)", row_id, lease)
+    assert (await row(conn, row_id))["status"] == "failed"
+    overview = await conn.fetch("SELECT failures_1h FROM genretry.overview WHERE generator = 'generate-website'")
+    assert [r["failures_1h"] for r in overview] == [1]
