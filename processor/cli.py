@@ -15,6 +15,9 @@ from processor.config import Settings
 from processor.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ProcessorError, UsageError
 from processor.output import printable
 
+# optional dependencies (pyproject extras): the daemon never imports them
+EXTRAS = {"uvicorn": "generator", "pgserver": "demo"}
+
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -170,5 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProcessorError as exc:
         print(f"processor: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if exc.name not in EXTRAS:
+            raise
+        print(f"processor: {args.command} needs {exc.name}: pip install "
+              f"'generation-processor[{EXTRAS[exc.name]}]'", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILURE

@@ -97,6 +97,9 @@ class Metrics:
                                              self.generator_label)
         self._counts = _Counts()
         r.register(self._counts)
+        # the listener's own counters; health.serve points them at the running listener
+        self.count_from("genretry_listener_reconnects", "times the LISTEN connection was re-established", lambda: 0)
+        self.count_from("genretry_bad_notifications", "notification payloads that were not valid hints", lambda: 0)
 
     def generator_label(self, generator: object) -> str:
         """The label value for a generator name: itself when configured, else "(other)" or "(invalid)"."""

@@ -66,7 +66,7 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: .ci/run installs Debian's systemd package"
     unit = (ROOT / "deploy" / "processor.service").read_text()
-    unit = unit.replace("/opt/generation-processor/.venv/bin/processor", str(ROOT / ".venv" / "bin" / "processor"))
+    unit = unit.replace("/opt/generation-processor/venv/bin/processor", str(ROOT / ".venv" / "bin" / "processor"))
     unit = unit.replace("/etc/generation-processor/processor.env", str(tmp_path / "processor.env"))
     (tmp_path / "processor.env").write_text((ROOT / "deploy" / "processor.env.example").read_text())
     (tmp_path / "generation-processor.service").write_text(unit)
@@ -74,8 +74,11 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
                         capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stderr.strip() == "", ok.stderr  # not even a warning
     for directive in ("Type=notify", "WatchdogSec=", "RestartPreventExitStatus=2", "LoadCredential=",
-                      "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes"):
+                      "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes",
+                      "Environment=DATABASE_URL_FILE=%d/database_url"):
         assert directive in unit, directive
+    env_example = (ROOT / "deploy" / "processor.env.example").read_text()
+    assert not any(line.startswith("DATABASE_URL=") for line in env_example.splitlines())  # a secret: a file
     timeout_stop = int(next(x for x in unit.splitlines() if x.startswith("TimeoutStopSec=")).split("=")[1])
     assert timeout_stop > 20 + 30  # grace + a response time-out
     # the check can fail: a misspelt directive is reported
