@@ -59,9 +59,9 @@ async def run_checks(settings: Settings, out: TextIO = sys.stdout, *, probe_rout
             detail = await probe()
         except (ProcessorError, asyncpg.PostgresError, OSError, httpx.HTTPError, ValueError) as exc:
             failures += 1
-            print(f"  FAIL {name}: {exc}", file=out)
+            print(f"  FAIL {printable(name)}: {printable(str(exc))}", file=out)
         else:
-            print(f"  ok   {name}: {detail}", file=out)
+            print(f"  ok   {printable(name)}: {printable(detail)}", file=out)
 
     pool: asyncpg.Pool | None = None
 
