@@ -65,3 +65,19 @@ async def test_retention_zero_keeps_everything(pool: asyncpg.Pool, conn: asyncpg
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await conn.fetchval("SELECT count(*) FROM genretry.events") == 2
+
+
+async def test_a_failed_run_is_counted_and_the_schedule_goes_on(db_url: str, conn: asyncpg.Connection) -> None:
+    await conn.execute("REVOKE EXECUTE ON FUNCTION genretry.prune_events(interval, integer) FROM genretry_processor")
+    metrics, stop = Metrics(), asyncio.Event()
+    pool = await asyncpg.create_pool(as_daemon(db_url), min_size=1, max_size=1)
+    try:
+        task = asyncio.create_task(retention.run(pool, 30 * DAYS, metrics, stop, first_run_s=0.01, every_s=0.01))
+        async with asyncio.timeout(10):
+            while (metrics.registry.get_sample_value("genretry_retention_errors_total") or 0) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    finally:
+        await pool.close()
