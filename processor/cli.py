@@ -5,19 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from processor import __version__
+from processor import __version__, cli_admin
 from processor.config import Settings
-from processor.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ProcessorError
+from processor.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError, ProcessorError, UsageError
+from processor.output import printable
+
+# optional dependencies (pyproject extras): the daemon never imports them
+EXTRAS = {"uvicorn": "generator", "pgserver": "demo"}
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (naming the option) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="processor", description="Rescue stuck generations and retry them with service authority."
     )
     parser.add_argument("--version", action="version", version=f"processor {__version__}")
@@ -25,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply sql/ migrations (once each, under an advisory lock)")
     p.add_argument("--dry-run", action="store_true", help="list what would be applied, change nothing")
+    p.add_argument("--sql", action="store_true",
+                   help="print the SQL that would be applied (for your own migration tool), change nothing")
+    p.add_argument("--all", action="store_true", help="with --sql: the whole schema, without connecting")
     p.set_defaults(handler=cmd_migrate)
     p = sub.add_parser("run", help="the daemon: rescue due generations as they become due")
     p.add_argument("--once", action="store_true", help="sweep once, wait for the deliveries, exit (for cron)")
@@ -34,26 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve /metrics and /healthz (PROCESSOR_METRICS_ADDR)")
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("check", help="check configuration, database, schema, LISTEN, routes and keys")
+    p = sub.add_parser("check", help="check configuration, database, schema, LISTEN and keys")
+    p.add_argument("--probe-routes", action="store_true",
+                   help="also POST an empty body without credentials to each generator (each logs a 401)")
     p.set_defaults(handler=cmd_check)
 
-    p = sub.add_parser("status", help="the overview and the stuck generations, with the reason for each")
-    p.add_argument("--json", action="store_true", help="JSON for scripts")
-    p.add_argument("--limit", type=int, default=50, help="at most this many stuck rows (default 50)")
-    p.set_defaults(handler=cmd_status)
-    for name, helptext in (("reset", "start a generation over: pending, counters zeroed, due now"),
-                           ("retry-now", "make a live generation due now, keeping its retry count"),
-                           ("give-up", "mark a live generation failed with a reason")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("id", metavar="ID")
-        if name == "give-up":
-            p.add_argument("--reason", required=True)
-        p.add_argument("--force", action="store_true", help="even while a delivery is in flight")
-        p.set_defaults(handler=cmd_admin, admin=name)
-    p = sub.add_parser("history", help="the event log of one generation, oldest first")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_history)
+    cli_admin.add_commands(sub)
 
     p = sub.add_parser("demo", help="the whole story on an embedded PostgreSQL, in under a minute")
     p.add_argument("--force", action="store_true", help="use DATABASE_URL even if it already has generations")
@@ -84,35 +85,6 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return await demo.run(force=args.force, log_format=args.log_format)
 
 
-async def cmd_status(args: argparse.Namespace) -> int:
-    from processor import admin
-
-    return await admin.status(Settings.from_env(), as_json=args.json, limit=args.limit)
-
-
-ADMIN_SQL = {
-    "reset": "SELECT genretry.reset($1, force => $2)",
-    "retry-now": "SELECT genretry.retry_now($1, force => $2)",
-    "give-up": "SELECT genretry.give_up($1, $3, force => $2)",
-}
-
-
-async def cmd_admin(args: argparse.Namespace) -> int:
-    from processor import admin
-
-    generation_id = admin.parse_id(args.id)
-    settings = Settings.from_env()
-    extra = (args.reason,) if args.admin == "give-up" else ()
-    return await admin.call(settings, ADMIN_SQL[args.admin], generation_id, args.force, *extra)
-
-
-async def cmd_history(args: argparse.Namespace) -> int:
-    from processor import admin
-
-    generation_id = admin.parse_id(args.id)
-    return await admin.history(Settings.from_env(), generation_id, as_json=args.json)
-
-
 async def cmd_run(args: argparse.Namespace) -> int:
     from processor import logs
     from processor.daemon import Daemon
@@ -130,7 +102,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def cmd_check(args: argparse.Namespace) -> int:
     from processor.check import run_checks
 
-    return await run_checks(Settings.from_env(need=("database", "dispatch")))
+    return await run_checks(Settings.from_env(need=("database", "dispatch")), probe_routes=args.probe_routes)
 
 
 async def cmd_serve_generator(args: argparse.Namespace) -> int:
@@ -143,6 +115,9 @@ async def cmd_serve_generator(args: argparse.Namespace) -> int:
         served = await reference_generator.start(
             pool, settings.generators, reference_generator.keys_from(settings), host=args.host, port=args.port,
             behaviour=reference_generator.Behaviour(args.work_seconds, args.fail_rate, args.hang_rate))
+        # uvicorn re-raises a captured SIGTERM after its shutdown (exit 143): a requested stop is a clean exit
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: setattr(served.server, "should_exit", True))
         logs.get_logger().info("generator_listening", url=served.url, generators=list(settings.generators))
         await served.task
     finally:
@@ -153,12 +128,21 @@ async def cmd_serve_generator(args: argparse.Namespace) -> int:
 async def cmd_migrate(args: argparse.Namespace) -> int:
     from processor import db, migrate
 
+    if args.all and not args.sql:
+        raise UsageError("--all goes with --sql")
+    if args.sql and args.all:
+        print(migrate.script(migrate.migrations(), code=True))
+        return 0
     settings = Settings.from_env()
     conn = await db.connect(settings.database_url)
     try:
-        report = await migrate.migrate(conn, dry_run=args.dry_run)
+        report = await migrate.migrate(conn, dry_run=args.dry_run or args.sql)
     finally:
         await conn.close()
+    if args.sql:
+        pending = [m for m in migrate.migrations() if m.name in report.pending]
+        print(migrate.script(pending, code=report.code_pending))
+        return 0
     if args.dry_run:
         for name in report.pending:
             print(f"would apply {name}")
@@ -184,10 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args))
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"processor: config: {problem}", file=sys.stderr)
+            print(f"processor: config: {printable(problem)}", file=sys.stderr)
         return EXIT_USAGE
     except ProcessorError as exc:
-        print(f"processor: {exc}", file=sys.stderr)
+        print(f"processor: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if exc.name not in EXTRAS:
+            raise
+        print(f"processor: {args.command} needs {exc.name}: pip install "
+              f"'generation-processor[{EXTRAS[exc.name]}]'", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILURE

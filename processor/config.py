@@ -62,6 +62,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     metrics_addr: str = ""
+    events_retention_s: float = 30 * 86400.0  # 0: never prune genretry.events
 
     def route(self, generator: str) -> str:
         """The URL a generator's retries are POSTed to; raise routing.Unroutable for a name never dispatched."""
@@ -96,8 +97,8 @@ class Settings:
         reader = Reader(values, problems)
 
         s: dict[str, Any] = {}
-        s["database_url"] = reader.text("DATABASE_URL")
-        if "database" in need:
+        s["database_url"] = reader.secret("DATABASE_URL")
+        if "database" in need and not any(p.startswith("DATABASE_URL:") for p in problems):
             _check_database_url(s["database_url"], problems)
         s["functions_url"] = reader.text("FUNCTIONS_URL")
         if s["functions_url"]:
@@ -143,6 +144,9 @@ class Settings:
             if host and not resolvable(host, port):
                 problems.append(f"PROCESSOR_METRICS_ADDR: {host!r} does not resolve to an address to listen on")
 
+        s["events_retention_s"] = reader.seconds("PROCESSOR_EVENTS_RETENTION", 30 * 86400.0, 0, 3650 * 86400.0)
+        if 0 < s["events_retention_s"] < 3600:
+            problems.append("PROCESSOR_EVENTS_RETENTION: at least 1h (or 0 to keep events forever)")
         if "dispatch" in need:
             if not s["functions_url"]:
                 missing = [g for g in s["generators"] if g not in routes]
@@ -226,7 +230,7 @@ def _jwks(raw: str, problems: list[str]) -> dict[str, Any] | None:
     try:
         parsed = load_json(raw)
     except ValueError as exc:
-        problems.append(f"SUPABASE_JWKS: {exc} (inline JWKS or a path to a JWKS file)")
+        problems.append(f"SUPABASE_JWKS: {exc} (inline JWKS, or SUPABASE_JWKS_FILE naming a file)")
         return None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
         problems.append('SUPABASE_JWKS: expected {"keys": [...]}')

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from processor.config_secrets import read_secret
+
 MAX_JSON_DEPTH = 32  # no setting nests deeper; a deeper value is an attack on the parser, not a setting
 
 # TOML key -> environment variable. Environment wins over the file.
@@ -33,6 +35,7 @@ TOML_KEYS = {
     "log_format": "PROCESSOR_LOG_FORMAT",
     "log_level": "PROCESSOR_LOG_LEVEL",
     "metrics_addr": "PROCESSOR_METRICS_ADDR",
+    "events_retention": "PROCESSOR_EVENTS_RETENTION",
 }
 
 
@@ -79,20 +82,8 @@ class Reader:
         return self.values.get(name, "").strip()
 
     def secret(self, name: str) -> str:
-        """NAME inline, or NAME_FILE naming a file (systemd LoadCredential); a path in NAME works too."""
-        inline, path = self.values.get(name, "").strip(), self.values.get(f"{name}_FILE", "").strip()
-        if inline and path:
-            self.problems.append(f"{name}: set either {name} or {name}_FILE, not both")
-            return ""
-        if not path and inline.startswith("/") and not inline.startswith("/*"):
-            path = inline
-        if path:
-            try:
-                return Path(path).read_text().strip()
-            except OSError as exc:
-                self.problems.append(f"{name}: cannot read {path}: {exc.strerror or exc}")
-                return ""
-        return inline
+        """NAME inline, or NAME_FILE naming a file (processor.config_secrets)."""
+        return read_secret(self.values, name, self.problems)
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         value = self.text(name).lower() or default
@@ -132,7 +123,7 @@ class Reader:
         if not value:
             return default
         scale = 1.0
-        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
             if value.endswith(suffix):
                 value, scale = value[: -len(suffix)].strip(), factor
                 break

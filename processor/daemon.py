@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from processor import db, delivery, migrate, systemd
+from processor import db, delivery, migrate, retention, systemd
 from processor.config import Settings
 from processor.listener import Listener
 from processor.logs import get_logger
@@ -28,7 +28,7 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, listen: bool = True, metrics: Metrics | None = None) -> None:
         self.settings, self.listen = settings, listen and settings.listen
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(known=(*settings.generators, *settings.routes))
         self.log = get_logger("daemon").bind(worker=settings.worker_id)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()  # something changed while sleeping: re-evaluate
@@ -98,6 +98,7 @@ class Daemon:
                 self.listener = Listener(s.database_url, self.hint, self.wake_now, probe_interval_s=s.tick_s)
                 await self.listener.start(pool)
                 tasks.append(asyncio.create_task(self.listener.run(self.stop), name="listener"))
+            tasks.append(retention.start(pool, s.events_retention_s, self.metrics, self.stop))
             if s.metrics_addr:
                 from processor import health
                 from processor.config import parse_host_port
@@ -126,12 +127,13 @@ class Daemon:
             except DB_ERRORS as exc:
                 self.healthy = False
                 sleep = self.wakeup.after_error(time.monotonic())
+                self.metrics.database_errors.inc()
                 self.log.error("database_error", error=str(exc)[:300],
                                retry_in_s=round(sleep.at - time.monotonic(), 2))
             self._check_parts()
             if not self.ready.is_set() and self.healthy and not self.stop.is_set():
                 self.ready.set()
-                systemd.notify("READY=1")
+                systemd.notify("READY=1\nSTATUS=ready: rescuing stuck generations")
                 self.log.info("daemon_ready")
             if once:
                 await self.scheduler.drain(self.settings.grace_s + self.settings.response_timeout_s)
@@ -201,7 +203,7 @@ class Daemon:
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], client: Any, pool: asyncpg.Pool) -> None:
         """Stop in order; a step that fails (a database gone mid-restart, a broken pipe) never stops the rest."""
-        systemd.notify("STOPPING=1")
+        systemd.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight deliveries")
         self.stop.set()
         if self.scheduler is not None:
             finished: list[bool] = []

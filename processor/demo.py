@@ -140,37 +140,48 @@ async def run(*, force: bool = False, log_format: str = "console") -> int:
             seed_retries = await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", SEED_ID)
             print(f"demo: adopted 507db582: admin_note 'retry:2' -> retry_count {seed_retries} "
                   "(its retries are spent)", flush=True)
+            # the demo's policy is for the demo: on a given database the '*' row is put back afterwards
+            saved = await conn.fetchrow("SELECT stale_after, pending_stale_after, backoff_base FROM genretry.policy "
+                                        "WHERE generator = '*'")
             await conn.execute(
                 "UPDATE genretry.policy SET stale_after = $1 * interval '1 second', "
                 "pending_stale_after = $1 * interval '1 second', backoff_base = '1 second' WHERE generator = '*'",
                 STALE_S)
-            print(f"demo: policy stale_after lowered to {STALE_S} s for the demo (production default: 7 min)",
-                  flush=True)
-            before = await _snapshot(conn)
-            pool = await db.create_pool(url, min_size=1, max_size=6)
-            served = await reference_generator.start(pool, DEFAULT_GENERATORS, Keys(jwt_secret=DEMO_JWT_SECRET),
-                                                     behaviour=reference_generator.Behaviour(work_s=1.0))
-            print(f"demo: reference generator listening on {served.url}", flush=True)
-            settings = Settings.from_env({"DATABASE_URL": url, "FUNCTIONS_URL": served.url,
-                                          "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET, "PROCESSOR_TICK": "5",
-                                          "PROCESSOR_RESPONSE_TIMEOUT": "5", "PROCESSOR_GRACE": "3"},
-                                         need=("database", "dispatch"))
-            daemon = Daemon(settings)
-            stop = asyncio.Event()
-            healthy = [rid for rid, what in story.items() if what.startswith("working")]
-            beating = asyncio.create_task(_heartbeat_healthy(pool, healthy, stop))
-            running = asyncio.create_task(daemon.run(signals=False))
             try:
-                await _story(conn, daemon, running, story, started)
+                print(f"demo: policy stale_after lowered to {STALE_S} s for the demo (production default: 7 min)",
+                      flush=True)
+                before = await _snapshot(conn)
+                pool = await db.create_pool(url, min_size=1, max_size=6)
+                served = await reference_generator.start(
+                    pool, DEFAULT_GENERATORS, Keys(jwt_secret=DEMO_JWT_SECRET),
+                    behaviour=reference_generator.Behaviour(work_s=1.0))
+                print(f"demo: reference generator listening on {served.url}", flush=True)
+                settings = Settings.from_env({"DATABASE_URL": url, "FUNCTIONS_URL": served.url,
+                                              "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET, "PROCESSOR_TICK": "5",
+                                              "PROCESSOR_RESPONSE_TIMEOUT": "5", "PROCESSOR_GRACE": "3"},
+                                             need=("database", "dispatch"))
+                daemon = Daemon(settings)
+                stop = asyncio.Event()
+                healthy = [rid for rid, what in story.items() if what.startswith("working")]
+                beating = asyncio.create_task(_heartbeat_healthy(pool, healthy, stop))
+                running = asyncio.create_task(daemon.run(signals=False))
+                try:
+                    await _story(conn, daemon, running, story, started)
+                finally:
+                    stop.set()
+                    await beating
+                    daemon.request_stop()
+                    await running
+                    await served.stop()
+                    await pool.close()
+                after = await _snapshot(conn)
+                _print_table(story, before, after)
             finally:
-                stop.set()
-                await beating
-                daemon.request_stop()
-                await running
-                await served.stop()
-                await pool.close()
-            after = await _snapshot(conn)
-            _print_table(story, before, after)
+                if saved is not None:
+                    await conn.execute(
+                        "UPDATE genretry.policy SET stale_after = $1, pending_stale_after = $2, backoff_base = $3 "
+                        "WHERE generator = '*'", saved["stale_after"], saved["pending_stale_after"],
+                        saved["backoff_base"])
         finally:
             await conn.close()
     print(f"demo: done in {time.monotonic() - started:.0f} s; everything it started is stopped.", flush=True)

@@ -21,6 +21,10 @@ GAUGES = "SELECT * FROM genretry.metrics_snapshot()"
 async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, port: int) -> web.AppRunner:
     """Start the metrics and health endpoints in this event loop."""
     log = get_logger("health")
+    metrics.count_from("genretry_listener_reconnects", "times the LISTEN connection was re-established",
+                       lambda: daemon.listener.reconnects if daemon.listener is not None else 0)
+    metrics.count_from("genretry_bad_notifications", "notification payloads that were not valid hints",
+                       lambda: daemon.listener.bad_payloads if daemon.listener is not None else 0)
 
     async def metrics_page(_request: web.Request) -> web.Response:
         try:

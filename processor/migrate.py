@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -146,6 +147,28 @@ async def migrate(conn: asyncpg.Connection, *, dry_run: bool = False) -> Migrate
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     except asyncpg.PostgresError as exc:
         raise DatabaseError(f"migration failed: {exc}") from exc
+
+
+def script(todo: Sequence[Migration], *, code: bool) -> str:
+    """The SQL `migrate` would run for these migrations (and the code files), for psql or another tool.
+
+    Each migration in its own transaction with its schema_migrations row, then the code files in one, so a
+    database migrated from this script is one `processor migrate` and `processor run` accept.
+    """
+    parts = [f"-- generation-processor schema: {len(todo)} migration(s){' and the code files' if code else ''}",
+             _BOOTSTRAP.strip()]
+    for m in todo:
+        parts += [f"-- {m.name}", "BEGIN;", m.sql.strip(),
+                  "INSERT INTO genretry.schema_migrations (version, name, checksum) VALUES "
+                  f"({m.version}, '{m.name}', '{m.checksum}');", "COMMIT;"]
+    if code or todo:
+        parts.append("BEGIN;")
+        for f in code_files():
+            parts += [f"-- code: {f.name}", f.sql.strip()]
+        parts += ["INSERT INTO genretry.schema_code (singleton, checksum) VALUES (true, "
+                  f"'{code_checksum()}') ON CONFLICT (singleton) DO UPDATE SET checksum = EXCLUDED.checksum, "
+                  "applied_at = now();", "COMMIT;"]
+    return "\n".join(parts) + "\n"
 
 
 async def check_schema(conn: Conn) -> tuple[int, bool]:

@@ -21,7 +21,7 @@ from processor import delivery, routing
 from processor.config import Settings
 from processor.credentials import Authority, Delivery
 from processor.logs import get_logger
-from processor.metrics import Metrics
+from processor.metrics import INVALID, Metrics
 from processor.recorder import DB_ERRORS, Recorder
 
 CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::float8 * interval '1 second')"
@@ -189,7 +189,7 @@ class Scheduler:
                                          connect_timeout_s=self.settings.connect_timeout_s,
                                          response_timeout_s=self.settings.response_timeout_s)
         self.metrics.deliveries.labels(d.generator, outcome.kind).inc()
-        self.metrics.delivery_latency.observe(outcome.duration_ms / 1000)
+        self.metrics.delivery_latency.labels(d.generator).observe(outcome.duration_ms / 1000)
         self.outcomes[outcome.kind] += 1
         self.log.info("auto_retry", generation_id=d.retry_history_id, generator=d.generator, attempt=d.attempt,
                       authority=self.authority.mode, outcome=outcome.kind, status=outcome.http_status,
@@ -208,6 +208,7 @@ class Scheduler:
                     break
                 except DB_ERRORS as exc:
                     if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
+                        self.metrics.record_failures.inc()
                         self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind,
                                        error=str(exc)[:200])
                         return
@@ -223,7 +224,7 @@ class Scheduler:
         if rec["deadline_at"] is not None:
             self.on_deadline(rec["deadline_at"].timestamp())
         # a metric label and a log field: a row's hostile name (megabytes, escapes) becomes one fixed label
-        generator = row["generator"] if routing.is_name(row["generator"]) else "(invalid name)"
+        generator = row["generator"] if routing.is_name(row["generator"]) else INVALID
         if rec["failed_with"]:
             self.metrics.failures.labels(generator).inc()
             self.log.warning("generation_failed", generation_id=str(row["id"]), generator=generator,

@@ -14,7 +14,8 @@ WITH live AS (
     SELECT e.generator,
            count(*) FILTER (WHERE e.event IN ('delivered', 'delivery_timeout')) AS retries_1h,
            count(*) FILTER (WHERE e.event IN ('delivery_failed', 'delivery_unauthorized')) AS failed_deliveries_1h,
-           count(*) FILTER (WHERE e.event IN ('exhausted', 'unreachable', 'failed', 'rejected', 'given_up')) AS failures_1h
+           -- rows failed: a rejection writes `rejected` (the delivery) and `failed` (the row): count the row once
+           count(*) FILTER (WHERE e.event IN ('exhausted', 'unreachable', 'failed', 'given_up')) AS failures_1h
     FROM genretry.events e
     WHERE e.at > now() - interval '1 hour' AND e.generator IS NOT NULL
     GROUP BY e.generator

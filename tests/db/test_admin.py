@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import timedelta
 
 import asyncpg
@@ -149,3 +151,38 @@ async def test_overview_counts_live_rows_and_the_last_hour(conn: asyncpg.Connect
     generating = rows[("generate-website", "generating")]
     assert generating["rows"] == 2 and generating["failures_1h"] == 1
     assert rows[("generate-website", "pending")]["rows"] == 1
+
+
+async def test_the_seeds_runbook_still_works_after_adoption(conn: asyncpg.Connection) -> None:
+    # exhausted after an earlier reset: the note still says retry:0, the counter says 2
+    row_id = await make_generation(conn, status="failed", retry_count=2, admin_note="retry:0")
+    app = f"genretry_test_runbook_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE ROLE {app}")
+    await conn.execute(f"GRANT SELECT, UPDATE ON generation_history TO {app}")
+    try:
+        async with conn.transaction():  # an application role with no rights in schema genretry
+            await conn.execute(f"SET LOCAL ROLE {app}")
+            await conn.execute("""UPDATE generation_history SET status = 'pending', admin_note = 'retry:0',
+                                      error_message = NULL WHERE id = $1""", row_id)
+    finally:
+        await conn.execute(f"REVOKE ALL ON generation_history FROM {app}")
+        await conn.execute(f"DROP ROLE {app}")
+    assert (await row(conn, row_id))["retry_count"] == 0
+    event = await conn.fetchrow(
+        "SELECT detail, actor FROM genretry.events WHERE generation_id = $1 AND event = 'retry_count_set'", row_id)
+    assert json.loads(event["detail"]) == {"retry_count": 0, "previous_retry_count": 2, "via": "admin_note"}
+    claimed = await conn.fetch("SELECT * FROM genretry.claim('w', 10, '1 minute', now() + interval '1 hour')")
+    assert [(c["id"], c["action"]) for c in claimed] == [(row_id, "deliver")]  # retried, not failed again
+    # an UPDATE that sets retry_count itself wins; other notes are free text
+    await conn.execute("UPDATE generation_history SET admin_note = 'retry:1', retry_count = 2 WHERE id = $1", row_id)
+    await conn.execute("UPDATE generation_history SET admin_note = 'retry: later please' WHERE id = $1", row_id)
+    assert (await row(conn, row_id))["retry_count"] == 2
+
+
+async def test_overview_counts_a_rejected_row_once(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn, due=True)
+    lease = (await conn.fetchrow("SELECT * FROM genretry.claim('w', 10, '1 minute')"))["lease_id"]
+    await conn.fetchval("SELECT result FROM genretry.record_delivery($1, $2, 'rejected', 422)", row_id, lease)
+    assert (await row(conn, row_id))["status"] == "failed"
+    overview = await conn.fetch("SELECT failures_1h FROM genretry.overview WHERE generator = 'generate-website'")
+    assert [r["failures_1h"] for r in overview] == [1]

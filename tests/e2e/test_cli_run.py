@@ -105,14 +105,17 @@ async def test_check_reports_each_part(db_url: str, stub: Stub) -> None:
     result = await cli.run("check", env=env)
     assert result.code == 0, result.out + result.err
     for line in ("ok   database:", f"ok   schema: version {migrate.required_version()}", "ok   listen:",
-                 "ok   authority: scoped-jwt",
-                 "ok   route generate-website:", "all checks passed"):
+                 "ok   authority: scoped-jwt", "--   route generate-website:", "all checks passed"):
         assert line in result.out, line
+    assert stub.seen == []  # the unit runs check before every start: no generator is contacted (no 401s)
+    probed = await cli.run("check", "--probe-routes", env=env)
+    assert probed.code == 0 and "ok   route generate-website:" in probed.out
+    assert len(stub.seen) == 3
     assert "sb_secret_abcdefghijklmnop" not in result.out and "super-secret-jwt" not in result.out
     assert "secret_keys" in result.out and "default=sb_sec…" in result.out
 
 
 async def test_check_fails_on_an_unreachable_route(db_url: str) -> None:
-    result = await cli.run("check", env=cli.env_for(db_url, "http://127.0.0.1:9"))
+    result = await cli.run("check", "--probe-routes", env=cli.env_for(db_url, "http://127.0.0.1:9"))
     assert result.code == 1
     assert "FAIL route generate-website:" in result.out

@@ -34,6 +34,13 @@ async def test_demo_on_a_given_empty_database(empty_db_url: str) -> None:
     result = await cli.run("demo", env=cli.env_for(empty_db_url), timeout_s=90)
     assert result.code == 0, result.out[-2000:] + result.err[-2000:]
     _check_story(result.out)
+    conn = await asyncpg.connect(empty_db_url)
+    try:  # the demo's 3-second policy does not stay behind in a database the operator gave it
+        policy = await conn.fetchrow("SELECT stale_after, pending_stale_after, backoff_base FROM genretry.policy "
+                                     "WHERE generator = '*'")
+    finally:
+        await conn.close()
+    assert [v.total_seconds() for v in policy.values()] == [420, 120, 5]
 
 
 async def test_demo_refuses_a_database_with_generations(db_url: str, conn: asyncpg.Connection) -> None:

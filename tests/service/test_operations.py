@@ -46,7 +46,15 @@ async def test_metrics_and_healthz(db_url: str, conn: asyncpg.Connection, stub: 
                      'outcome="accepted"} 1.0', "genretry_exhaustions_total 1.0", "genretry_due_rows 1.0",
                      "genretry_paused_generators 0.0"):
             assert line in page, line
-        assert "genretry_detection_lag_seconds_bucket" in page and "genretry_delivery_seconds_count 1.0" in page
+        assert "genretry_detection_lag_seconds_bucket" in page
+        assert 'genretry_delivery_seconds_count{generator="generate-website"} 1.0' in page
+        # what an operator alerts on: process collectors, build info, failure counters, no _created twins
+        for name in ("process_resident_memory_bytes", "process_start_time_seconds", "python_gc_collections_total",
+                     "genretry_build_info{", "genretry_database_errors_total 0.0",
+                     "genretry_record_failures_total 0.0", "genretry_listener_reconnects_total 0.0",
+                     "genretry_bad_notifications_total 0.0", "genretry_events_pruned_total 0.0"):
+            assert name in page, name
+        assert "_created" not in page
         overdue = next(float(x.split()[1]) for x in page.splitlines()
                        if x.startswith("genretry_oldest_overdue_seconds "))
         assert overdue > 60
@@ -58,7 +66,7 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: .ci/run installs Debian's systemd package"
     unit = (ROOT / "deploy" / "processor.service").read_text()
-    unit = unit.replace("/opt/generation-processor/.venv/bin/processor", str(ROOT / ".venv" / "bin" / "processor"))
+    unit = unit.replace("/opt/generation-processor/venv/bin/processor", str(ROOT / ".venv" / "bin" / "processor"))
     unit = unit.replace("/etc/generation-processor/processor.env", str(tmp_path / "processor.env"))
     (tmp_path / "processor.env").write_text((ROOT / "deploy" / "processor.env.example").read_text())
     (tmp_path / "generation-processor.service").write_text(unit)
@@ -66,8 +74,11 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
                         capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stderr.strip() == "", ok.stderr  # not even a warning
     for directive in ("Type=notify", "WatchdogSec=", "RestartPreventExitStatus=2", "LoadCredential=",
-                      "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes"):
+                      "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes",
+                      "Environment=DATABASE_URL_FILE=%d/database_url"):
         assert directive in unit, directive
+    env_example = (ROOT / "deploy" / "processor.env.example").read_text()
+    assert not any(line.startswith("DATABASE_URL=") for line in env_example.splitlines())  # a secret: a file
     timeout_stop = int(next(x for x in unit.splitlines() if x.startswith("TimeoutStopSec=")).split("=")[1])
     assert timeout_stop > 20 + 30  # grace + a response time-out
     # the check can fail: a misspelt directive is reported
@@ -89,10 +100,10 @@ async def test_ready_watchdog_and_stopping_reach_notify_socket(db_url: str, stub
         async with asyncio.timeout(20):
             while "WATCHDOG=1" not in received:
                 received.append((await loop.sock_recv(sock, 256)).decode())
-        assert received[0] == "READY=1"
+        assert received[0].splitlines()[0] == "READY=1" and received[0].splitlines()[1].startswith("STATUS=")
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
-            while "STOPPING=1" not in received:
+            while not any(m.startswith("STOPPING=1") for m in received):
                 received.append((await loop.sock_recv(sock, 256)).decode())
         assert await asyncio.wait_for(proc.wait(), 20) == 0
     finally:

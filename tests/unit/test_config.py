@@ -161,3 +161,27 @@ def test_check_lists_the_database_url_without_its_password() -> None:
     for url in ("postgresql://u:pa/ss#w0rd@h:5432/d", "postgresql://u:pa%2Fss%23w0rd@h:5432/d"):
         shown = dict(describe_settings(Settings(database_url=url)))["database_url"]
         assert shown.startswith("postgresql://u:***@") and "ss" not in shown.split("@")[0], shown
+
+
+def test_every_secret_and_the_database_url_come_from_files_never_guessed(tmp_path: Path) -> None:
+    url = tmp_path / "database_url"
+    url.write_text("postgresql://app:s3cr%2Ft@db.internal:5432/app\n")
+    env = {**BASE, "DATABASE_URL": "", "DATABASE_URL_FILE": str(url)}
+    assert Settings.from_env(env).database_url == "postgresql://app:s3cr%2Ft@db.internal:5432/app"
+    assert problems({**env, "DATABASE_URL": "postgresql://x@y/z"}) == [
+        "DATABASE_URL: set either DATABASE_URL or DATABASE_URL_FILE, not both"]
+    # a secret value that starts with "/" is a secret, not a path to read
+    assert Settings.from_env({**BASE, "SUPABASE_SERVICE_ROLE_KEY": "/etc/hostname"}).service_role_key == \
+        "/etc/hostname"
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+    assert problems({**BASE, "SUPABASE_JWKS_FILE": str(binary)}) == [
+        f"SUPABASE_JWKS: SUPABASE_JWKS_FILE {binary} is not UTF-8 text"]
+
+
+def test_events_retention_setting() -> None:
+    assert Settings.from_env(BASE).events_retention_s == 30 * 86400
+    assert Settings.from_env({**BASE, "PROCESSOR_EVENTS_RETENTION": "7d"}).events_retention_s == 7 * 86400
+    assert Settings.from_env({**BASE, "PROCESSOR_EVENTS_RETENTION": "0"}).events_retention_s == 0
+    assert problems({**BASE, "PROCESSOR_EVENTS_RETENTION": "10m"}) == [
+        "PROCESSOR_EVENTS_RETENTION: at least 1h (or 0 to keep events forever)"]
