@@ -12,12 +12,12 @@ from typing import Any
 
 import asyncpg
 
-from processor import db, delivery, migrate, retention, systemd
+from processor import db, delivery, migrate, retention, systemd, warmup
 from processor.config import Settings
 from processor.listener import Listener
 from processor.logs import get_logger
 from processor.metrics import Metrics
-from processor.scheduler import Scheduler
+from processor.scheduler import CLAIM, NEXT, Scheduler
 from processor.wakeup import Do, Sleep, WakeUp, Woke
 
 DB_ERRORS = db.TRANSIENT_ERRORS
@@ -91,6 +91,12 @@ class Daemon:
                                  "version; run `processor migrate` with this version")
             self.scheduler = Scheduler(pool, client, s, self.metrics)
             self.scheduler.on_deadline = self.plan
+            if not dry_run:
+                # no prepared statements without LISTEN: that mode is for transaction poolers
+                timings = await warmup.warm_up(authority=self.scheduler.authority, pool=pool,
+                                               generators=list(s.generators),
+                                               statements=[CLAIM, NEXT] if self.listen else [])
+                self.log.debug("warmed_up", **{k.replace(" ", "_"): v for k, v in timings.items()})
             if dry_run:
                 await self.scheduler.dry_run()
                 return

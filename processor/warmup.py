@@ -1,0 +1,53 @@
+"""Before READY: pay the one-time costs of a first delivery, so the first rescue after a start is as fast
+as the hundredth (issue 13). Never fails the start: a step that fails is logged and skipped.
+
+- one credential is built and thrown away (key loading, signing code paths, lazy imports);
+- the daemon's hot statements are prepared on a pooled connection (claim, next deadline).
+
+No request is sent to a generator to warm a connection: nothing but deliveries ever goes to a generator,
+and nothing outside its route (issue 10 class 6). The first delivery to each origin pays its handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from processor.credentials import Authority, Delivery
+from processor.logs import get_logger
+
+log = get_logger("warmup")
+
+
+async def warm_up(*, authority: Authority, pool: Any, generators: list[str], statements: list[str],
+                  timeout_s: float = 2.0) -> dict[str, float]:
+    """Run the warm-up steps concurrently within timeout_s; returns each step's milliseconds (or -1)."""
+    timings: dict[str, float] = {}
+
+    async def step(name: str, work: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await work
+        except Exception as exc:  # a warm-up that fails costs nothing but the first delivery's speed
+            timings[name] = -1.0
+            log.info("warmup_step_skipped", step=name, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        timings[name] = round((time.perf_counter() - started) * 1000, 2)
+
+    async def credential() -> None:
+        zero = str(uuid.UUID(int=0))
+        authority.headers(Delivery(generators[0] if generators else "warm-up", zero, zero, 1))
+
+    async def prepare() -> None:
+        async with pool.acquire() as conn:
+            for sql in statements:
+                await conn.prepare(sql)
+
+    steps = [step("credential", credential()), step("statements", prepare())]
+    try:
+        await asyncio.wait_for(asyncio.gather(*steps), timeout_s)
+    except TimeoutError:
+        log.info("warmup_incomplete", timeout_s=timeout_s)
+    return timings
