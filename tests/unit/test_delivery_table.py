@@ -46,4 +46,4 @@ def test_the_generators_message() -> None:
 
 def test_peer_text_is_cleaned_of_nul_and_control_characters() -> None:
     assert delivery._message('{"message": "bad\\u0000\\nthing\\u001b[31m"}') == "bad thing [31m"
-    assert delivery.clean("\x00\xff<html>") == "\xff<html>"
+    assert delivery.peer_text("\x00\xff<html>") == "\xff<html>"
