@@ -34,7 +34,8 @@ def fixed(raw: bytes) -> Answer:
 def never() -> Answer:
     """Accept, read the request, never answer (a hanging load balancer)."""
     async def answer(_peer: RawPeer, _writer: asyncio.StreamWriter) -> None:
-        await asyncio.Event().wait()
+        with contextlib.suppress(asyncio.CancelledError):  # torn down with the server: not an error
+            await asyncio.Event().wait()
     return answer
 
 
