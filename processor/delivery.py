@@ -184,6 +184,8 @@ def classify_error(exc: BaseException, response_timeout_s: float) -> Outcome:
         label = "connection reset"
     elif isinstance(exc, httpx.WriteTimeout):
         label = "request could not be sent in time"
+    elif isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        label = "invalid URL"
     elif isinstance(cause, aiohttp.ClientConnectionError):
         label = "connection failed"
     message = peer_text(str(cause)) or type(cause).__name__
@@ -229,9 +231,9 @@ async def deliver(client: httpx.AsyncClient, url: str, headers: Mapping[str, str
     started = time.perf_counter()
     # the whole delivery is bounded too: a peer trickling bytes must not outlive the lease
     deadline = asyncio.get_running_loop().time() + connect_timeout_s + response_timeout_s + 5
-    request = client.build_request("POST", url, content=body,
-                                   headers={**headers, "Content-Type": "application/json"})
     try:
+        request = client.build_request("POST", url, content=body,
+                                       headers={**headers, "Content-Type": "application/json"})
         async with asyncio.timeout_at(deadline):
             response = await client.send(request, stream=True)
     except Exception as exc:  # any failure of the exchange is the peer's: an outcome, never an exception
@@ -267,9 +269,11 @@ _CONTROL = dict.fromkeys(range(32), " ") | {0x7F: " "}
 def peer_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """A peer's words made safe to store and log: the one door from an answer to a message, a label or a log.
 
-    No NUL or control characters (jsonb refuses \\u0000), runs of blanks folded, at most `limit` characters.
+    No NUL, control characters or lone surrogates (jsonb refuses \\u0000 and \\udcff), runs of blanks folded,
+    at most `limit` characters.
     """
-    return " ".join(text[: limit * 4].translate(_CONTROL).split())[:limit]
+    text = text[: limit * 4].encode("utf-8", "replace").decode("utf-8")
+    return " ".join(text.translate(_CONTROL).split())[:limit]
 
 
 def _message(text: str) -> str:
