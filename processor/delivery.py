@@ -220,7 +220,7 @@ def make_client(*, max_connections: int, connect_timeout_s: float, response_time
         timeout=httpx.Timeout(connect=connect_timeout_s, read=response_timeout_s, write=response_timeout_s,
                               pool=None),
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        cookies=httpx.Cookies(_NoCookies()),
+        cookies=_NoCookies(),  # a CookieJar is used as it is (a Cookies would be copied into a new jar)
         follow_redirects=False,
     )
 

@@ -11,8 +11,10 @@ import gzip
 import tracemalloc
 
 import pytest
+from aiohttp import web
 
 from processor import delivery
+from tests.http_fixtures import Stub
 from tests.service.hostile_peers import Answer, endless, fixed, gzip_bomb, raw_peer
 
 pytestmark = pytest.mark.hostile
@@ -60,3 +62,23 @@ async def test_a_compressed_message_is_still_read() -> None:
         finally:
             await client.aclose()
     assert (outcome.kind, outcome.message) == ("rejected", "prompt is empty")
+
+
+async def test_a_peers_cookies_are_neither_kept_nor_sent(stub: Stub) -> None:
+    async def cookies(_request: web.Request) -> web.StreamResponse:
+        response = web.json_response({}, status=202)
+        for i in range(50):
+            response.set_cookie(f"c{i}", "v" * 4000)
+        return response
+
+    stub.behaviours["generate-website"] = cookies
+    client = delivery.make_client(max_connections=4, connect_timeout_s=1, response_timeout_s=2)
+    try:
+        for _ in range(2):
+            outcome = await delivery.deliver(client, f"{stub.url}/generate-website", {}, b"{}",
+                                             connect_timeout_s=1, response_timeout_s=2)
+            assert outcome.kind == "accepted"
+        assert len(client.cookies) == 0
+    finally:
+        await client.aclose()
+    assert "cookie" not in stub.seen[1].headers
