@@ -70,7 +70,12 @@ class Recorder:
                 rows = await self.pool.fetch(RECORD_MANY, json.dumps([p.element for p in batch]), self.worker)
         except asyncpg.DataError as error:
             if len(batch) == 1:
-                _fail(batch, error)
+                if batch[0].element["detail"].get("label") == UNRECORDABLE:
+                    _fail(batch, error)
+                    return
+                # Something in what the peer said cannot be stored: the outcome still must be, or the row
+                # would be redelivered when its lease runs out, again and again. Its detail is dropped.
+                await self._write([_Pending(_plain(batch[0].element), batch[0].future)])
                 return
             for p in batch:  # one bad element must not cost the others their record: one by one
                 await self._write([p])
@@ -89,6 +94,13 @@ class Recorder:
         while self._flushes:
             await asyncio.gather(*list(self._flushes), return_exceptions=True)
             self._flush_now()
+
+
+UNRECORDABLE = "answer not recordable"
+
+
+def _plain(element: dict[str, Any]) -> dict[str, Any]:
+    return {**element, "retry_after_s": None, "detail": {"label": UNRECORDABLE}}
 
 
 def _fail(batch: list[_Pending], error: BaseException) -> None:

@@ -7,7 +7,6 @@ records in its own short transaction, so no transaction is open across HTTP. dra
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import httpx
 from processor import delivery, routing
 from processor.config import Settings
 from processor.credentials import Authority, Delivery
+from processor.errors import ConfigError
 from processor.logs import get_logger
 from processor.metrics import INVALID, Metrics
 from processor.recorder import DB_ERRORS, Recorder
@@ -54,6 +54,10 @@ class Scheduler:
         self.outcomes: Counter[str] = Counter()
         self._per_generator: dict[str, asyncio.Semaphore] = {}
         self.recorder = Recorder(pool, settings.worker_id)
+        # Our own fault (a key that cannot sign): every claim would fail the same way, so the daemon stops
+        # rather than burn rows. run_once() raises it; on_fatal lets the daemon wake up to do so at once.
+        self.fatal: ConfigError | None = None
+        self.on_fatal: Callable[[], None] | None = None
 
     # --- one sweep ---------------------------------------------------------------------------------
 
@@ -61,6 +65,8 @@ class Scheduler:
         """Claim until nothing due is left or capacity is full; start a delivery task per row."""
         result = SweepResult()
         while stopping is None or not stopping.is_set():
+            if self.fatal is not None:
+                raise self.fatal
             free = self.settings.max_in_flight - self.in_flight
             if free <= 0 or self.recording >= 4 * self.settings.max_in_flight:
                 result.capacity_limited = True
@@ -157,9 +163,17 @@ class Scheduler:
     async def _deliver(self, row: asyncpg.Record, claimed_at: float) -> None:
         """Send one claimed row, free its slot when the answer comes, then record the outcome."""
         self.recording += 1
-        outcome = delivery.Outcome(delivery.RELEASED, label="released at shutdown")
+        outcome = delivery.Outcome(delivery.RELEASED, label="released at shutdown")  # when cancelled
         try:
             outcome = await self._send_within_lease(row, claimed_at)
+        except ConfigError as exc:
+            self._stop_for(exc)  # the row is given back unsent, as at shutdown: it is not its fault
+        except Exception as exc:
+            # A bug of ours, not the row's: never "try again now" (that loops at the sweep rate), but an
+            # outcome that backs off and ends after max_dispatch_failures.
+            self.log.exception("delivery_error", generation_id=str(row["id"]), generator=row["generator"])
+            outcome = delivery.Outcome(delivery.UNREACHABLE, None, "delivery failed",
+                                       f"internal error: {type(exc).__name__}")
         finally:
             self._slot_done()
             # written even when this task is cancelled: the outcome must not be lost with it
@@ -175,16 +189,17 @@ class Scheduler:
             return await self._send(row)
 
     async def _send(self, row: asyncpg.Record) -> delivery.Outcome:
-        request = _as_object(row["request"])
-        if request is None:
-            return delivery.Outcome(delivery.REJECTED, None, "invalid request",
-                                    "the stored request is not a JSON object")
         route = self.settings.resolve(row["generator"])  # a name that is not a routing key is never sent
         if route.refusal:
-            return delivery.Outcome(delivery.REJECTED, None, "never sent", route.refusal)
+            return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route.refusal)
         d = Delivery(row["generator"], str(row["user_id"]), str(row["id"]), row["attempt"])
-        headers = {**self.authority.headers(d), "Idempotency-Key": f"{d.retry_history_id}:{d.attempt}"}
-        body = {**request, "retryHistoryId": d.retry_history_id, "retryAttempt": d.attempt}
+        try:
+            body = delivery.request_body(row["request"], d.retry_history_id, d.attempt)
+        except delivery.Unsendable as exc:
+            self.log.warning("request_unsendable", generation_id=d.retry_history_id, generator=d.generator,
+                             reason=str(exc))
+            return delivery.Outcome(delivery.UNSENDABLE, None, "request not sent", str(exc))
+        headers = {**self._credentials(d), "Idempotency-Key": f"{d.retry_history_id}:{d.attempt}"}
         outcome = await delivery.deliver(self.client, route.url, headers, body,
                                          connect_timeout_s=self.settings.connect_timeout_s,
                                          response_timeout_s=self.settings.response_timeout_s)
@@ -195,6 +210,21 @@ class Scheduler:
                       authority=self.authority.mode, outcome=outcome.kind, status=outcome.http_status,
                       label=outcome.label, duration_ms=outcome.duration_ms)
         return outcome
+
+    def _credentials(self, d: Delivery) -> dict[str, str]:
+        try:
+            return self.authority.headers(d)
+        except Exception as exc:
+            setting = "PROCESSOR_JWT_PRIVATE_KEY" if self.settings.jwt_private_key else "SUPABASE_JWT_SECRET"
+            raise ConfigError([f"{setting}: the key cannot sign a token ({type(exc).__name__})"]) from exc
+
+    def _stop_for(self, error: ConfigError) -> None:
+        if self.fatal is None:
+            self.fatal = error
+            self.log.error("cannot_sign", error=str(error))
+            if self.on_fatal is not None:
+                self.on_fatal()
+        self.slot_freed.set()
 
     async def _record(self, row: asyncpg.Record, outcome: delivery.Outcome, claimed_at: float) -> None:
         # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;
@@ -242,11 +272,3 @@ class Scheduler:
         elif rec["circuit"] == "closed":
             self.log.info("generator_resumed", generator=generator)
 
-
-def _as_object(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, dict) else None

@@ -2,13 +2,17 @@
 -- record the outcome of one delivery, atomically with the row and the generator's circuit. Called by the
 -- daemon once per claimed row, in its own short transaction. Outcomes (the daemon classifies, SPEC 4):
 --   accepted      2xx or 409            counted; deadline = now + stale_after; the generator owns the row
---   timeout       no answer, or 504     counted; as accepted (staleness decides)
+--   timeout       no answer, or 504     counted; as accepted (staleness decides); a circuit failure too:
+--                                       a generator that accepts connections and never answers is paused
 --   server_error  500 (and other 5xx)   counted; due again after backoff
---   unreachable   refused/reset before sending, DNS, TLS, 502, 503, 429, redirect
+--   unreachable   refused/reset before sending, DNS, TLS, 502, 503, 429, 408, redirect, a status outside
+--                 200-599, an answer that is not HTTP (any peer's fault)
 --                                       not counted; dispatch_failures + 1; backoff (>= Retry-After);
 --                                       fails "generator unreachable: ..." after max_dispatch_failures
 --   unauthorized  401, 403              not counted; the generator's circuit opens; the row waits
 --   rejected      400, 404, 410, 422 (other 4xx)   not counted; the row fails with the generator's message
+--   unsendable    the stored row cannot become a request (not an object, too large, too deep)
+--                                       not counted; the row fails, saying the retry was never sent
 --   released      never sent (shutdown) not counted; due again now, same attempt
 -- A lease that is no longer current (forced admin call, lease lost) records nothing but a `stale_record`
 -- event. A row finished by its generator while leased still has its retry counted.
@@ -31,7 +35,7 @@ DECLARE
     st genretry.generator_state;
     live boolean;
     counted boolean := p_outcome IN ('accepted', 'timeout', 'server_error');
-    circuit_failure boolean := p_outcome IN ('unreachable', 'server_error', 'unauthorized');
+    circuit_failure boolean := p_outcome IN ('unreachable', 'server_error', 'unauthorized', 'timeout');
     circuit_success boolean := p_outcome IN ('accepted', 'rejected');
     label text := coalesce(p_detail ->> 'label', p_http_status::text, p_outcome);
     new_status text;
@@ -43,7 +47,7 @@ DECLARE
     change text;
 BEGIN
     IF p_outcome IS NULL OR p_outcome NOT IN ('accepted', 'timeout', 'server_error', 'unreachable',
-                                              'unauthorized', 'rejected', 'released') THEN
+                                              'unauthorized', 'rejected', 'unsendable', 'released') THEN
         RAISE EXCEPTION 'genretry.record_delivery: unknown outcome %', p_outcome
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -95,8 +99,15 @@ BEGIN
             new_deadline := p_now;  -- due again as soon as the generator's pause ends
         WHEN 'rejected' THEN
             new_status := 'failed';
-            new_error := format('generator %s rejected the retry (%s): %s', h.generator, label,
+            new_error := format('generator %s rejected the retry (%s): %s',
+                                left(regexp_replace(h.generator, '[^[:print:]]', '?', 'g'), 80), label,
                                 left(coalesce(p_detail ->> 'message', 'no message'), 1000));
+        WHEN 'unsendable' THEN
+            new_status := 'failed';
+            -- the message says what to fix: the stored request, or the row's generator name (SPEC 3.1)
+            new_error := format('retry not sent to %s: %s',
+                                left(regexp_replace(h.generator, '[^[:print:]]', '?', 'g'), 80),
+                                left(coalesce(p_detail ->> 'message', 'invalid request'), 500));
         WHEN 'released' THEN
             new_phase := 'unsent';
             new_deadline := p_now;
@@ -121,6 +132,7 @@ BEGIN
             WHEN 'accepted' THEN 'delivered' WHEN 'timeout' THEN 'delivery_timeout'
             WHEN 'server_error' THEN 'delivery_failed' WHEN 'unreachable' THEN 'delivery_failed'
             WHEN 'unauthorized' THEN 'delivery_unauthorized' WHEN 'rejected' THEN 'rejected'
+            WHEN 'unsendable' THEN 'not_sent'
             ELSE 'released' END,
         coalesce(p_detail, '{}') || jsonb_build_object(
             'outcome', p_outcome, 'http_status', p_http_status, 'counted', counted,
@@ -166,7 +178,7 @@ BEGIN
                     jsonb_build_object('after', st.reason), p_worker, session_user, p_now);
             END IF;
         END IF;
-    ELSIF p_outcome IN ('released', 'timeout') AND FOUND AND st.state = 'probing' AND st.probe_lease = p_lease_id THEN
+    ELSIF p_outcome IN ('released', 'unsendable') AND FOUND AND st.state = 'probing' AND st.probe_lease = p_lease_id THEN
         -- the probe told us nothing: let the next claim probe again
         UPDATE genretry.generator_state s SET state = 'open', open_until = p_now, probe_lease = NULL,
             probe_until = NULL WHERE s.generator = h.generator;

@@ -75,9 +75,11 @@ async def test_hostile_names_never_leave_the_base_path(db_url: str, conn: asyncp
     assert recorder.paths == ["/functions/v1/generate-website"]  # the well-formed row, and nothing else
     for name, r in failed.items():
         assert "never sent" in r["error_message"], name
+        assert "rejected" not in r["error_message"], name  # the generator never saw it
+        assert "\x1b" not in r["error_message"] and len(r["error_message"]) < 1000, name
         assert (r["retry_count"], r["dispatch_failures"]) == (0, 0), name
         detail = await conn.fetchval(
-            "SELECT detail FROM genretry.events WHERE generation_id = $1 AND event = 'rejected'", r["id"])
+            "SELECT detail FROM genretry.events WHERE generation_id = $1 AND event = 'not_sent'", r["id"])
         assert "never sent" in json.loads(detail)["message"], name
     # the names never become metric labels (one series each, escapes and all): one fixed label instead
     assert recorder.daemon is not None

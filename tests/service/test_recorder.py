@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from processor.delivery import Outcome
 from processor.recorder import Recorder
@@ -47,3 +48,24 @@ async def test_many_outcomes_share_a_transaction(db_url: str, conn: asyncpg.Conn
     assert await conn.fetchval("SELECT count(*) FROM generation_history WHERE retry_count = 1") == len(ids)
     events = await conn.fetch("SELECT DISTINCT at FROM genretry.events WHERE event = 'delivered'")
     assert len(events) == 1  # one transaction: one now() for all fifty
+
+
+@pytest.mark.hostile
+async def test_a_detail_the_database_refuses_still_records_the_outcome(db_url: str, conn: asyncpg.Connection) -> None:
+    # jsonb refuses NUL and lone surrogates; an outcome that is not recorded is redelivered when its lease
+    # ends, again and again: the outcome is written without its detail instead
+    row_id = await make_generation(conn, due=True)
+    claimed = await conn.fetchrow("SELECT * FROM genretry.claim('w', 10, '1 min')")
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    assert pool is not None
+    recorder = Recorder(pool, "w")
+    try:
+        verdict = await recorder.record(row_id, claimed["lease_id"],
+                                        Outcome("server_error", 500, "500\x00", "bad \udcff\x00 answer"))
+    finally:
+        await recorder.close()
+        await pool.close()
+    assert verdict is not None and verdict["result"] == "recorded"
+    r = await conn.fetchrow("SELECT retry_count, retry_phase, last_outcome FROM generation_history WHERE id = $1",
+                            row_id)
+    assert (r["retry_count"], r["retry_phase"], r["last_outcome"]) == (1, "backoff", "answer not recordable")

@@ -59,7 +59,7 @@ def test_ordinary_words_stay() -> None:
 
 def test_a_secret_cut_by_the_message_limit_never_leaves_a_piece() -> None:
     for offset in range(440, 500, 7):
-        stored = delivery.clean("x" * offset + CONFIGURED + " tail")
+        stored = delivery.peer_text("x" * offset + CONFIGURED + " tail")
         assert len(stored) <= delivery.MAX_MESSAGE_CHARS
         assert not leaks(stored, CONFIGURED), offset
 
