@@ -91,6 +91,7 @@ class Daemon:
                                  "version; run `processor migrate` with this version")
             self.scheduler = Scheduler(pool, client, s, self.metrics)
             self.scheduler.on_deadline = self.plan
+            self.scheduler.on_fatal = self.wake_now  # a key that cannot sign: the next sweep raises it at once
             if not dry_run:
                 # no prepared statements without LISTEN: that mode is for transaction poolers
                 timings = await warmup.warm_up(authority=self.scheduler.authority, pool=pool,
