@@ -101,7 +101,7 @@ async def test_an_ordinary_update_by_a_role_with_create_on_public_runs_nothing_o
 
 async def test_the_daemon_and_the_admin_views_run_nothing_of_it(
         db_url: str, conn: asyncpg.Connection, mallory: tuple[str, asyncpg.Connection]) -> None:
-    role, session = mallory
+    role, _ = mallory
     exhausted = await make_generation(conn, due=True, retry_count=2)
     fresh = await make_generation(conn, due=True)
     daemon = await asyncpg.connect(as_daemon(db_url))

@@ -49,6 +49,7 @@ async def test_other_policy_rows_and_the_default_settings_change_as_before(conn:
     await _as(conn, "genretry_admin", "UPDATE genretry.policy SET generator = 'generate-react-website' "
                                       "WHERE generator = 'generate-php-website'")
     await _as(conn, "genretry_admin", "DELETE FROM genretry.policy WHERE generator <> '*'")
-    await _as(conn, "genretry_admin", "UPDATE genretry.policy SET max_retries = 4, enabled = false WHERE generator = '*'")
+    await _as(conn, "genretry_admin",
+              "UPDATE genretry.policy SET max_retries = 4, enabled = false WHERE generator = '*'")
     assert await conn.fetchval("SELECT count(*) FROM genretry.policy") == 1
     assert await conn.fetchval("SELECT max_retries FROM genretry.policy WHERE generator = '*'") == 4
