@@ -53,3 +53,20 @@ async def test_other_policy_rows_and_the_default_settings_change_as_before(conn:
               "UPDATE genretry.policy SET max_retries = 4, enabled = false WHERE generator = '*'")
     assert await conn.fetchval("SELECT count(*) FROM genretry.policy") == 1
     assert await conn.fetchval("SELECT max_retries FROM genretry.policy WHERE generator = '*'") == 4
+
+
+@pytest.mark.parametrize("assignment", [
+    "stale_after = '1000 years'", "pending_stale_after = '200000 years'", "backoff_max = '10 years'",
+    "pause_for = '5 years'", "max_retries = 2000000000", "max_dispatch_failures = 2000000000",
+])
+async def test_absurd_policy_values_are_refused(conn: asyncpg.Connection, assignment: str) -> None:
+    with pytest.raises(asyncpg.CheckViolationError, match="policy_bounded"):
+        await _as(conn, "genretry_admin", f"UPDATE genretry.policy SET {assignment} WHERE generator = '*'")
+
+
+async def test_the_largest_backoff_a_policy_allows_is_computed_without_overflow(conn: asyncpg.Connection) -> None:
+    await conn.execute("UPDATE genretry.policy SET backoff_base = '24 hours', backoff_max = '24 hours' "
+                       "WHERE generator = '*'")
+    seconds = await conn.fetchval(
+        "SELECT extract(epoch FROM genretry.backoff_delay(genretry.effective_policy('x'), 31, 0.5))::float8")
+    assert seconds == 86400
