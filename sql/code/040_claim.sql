@@ -105,7 +105,7 @@ BEGIN
             attempt = CASE
                 WHEN c.action <> 'deliver' THEN h.attempt
                 WHEN h.retry_phase IN ('leased', 'unsent') AND h.attempt > 0 THEN h.attempt
-                ELSE h.attempt + 1 END,
+                ELSE least(h.attempt, 2147483646) + 1 END,  -- an attempt written at the maximum never raises
             deadline_at = CASE c.action
                 WHEN 'deliver' THEN p_now + p_lease
                 WHEN 'not_due' THEN c.true_deadline

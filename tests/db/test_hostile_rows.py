@@ -39,6 +39,8 @@ HOSTILE = [
     ("deadline-year-294276", "deadline_at = '294276-12-31 00:00:00+00'"),
     ("deadline-null", "deadline_at = NULL"),
     ("deadline-4713-bc", "deadline_at = '4713-01-01 00:00:00+00 BC', heartbeat_at = '4713-01-01 00:00:00+00 BC'"),
+    ("attempt-max", "attempt = 2147483647, retry_count = 0, status_changed_at = now() - interval '1 hour', "
+                    "deadline_at = now() - interval '1 second'"),
     ("lease-infinity", "lease_until = 'infinity', lease_id = gen_random_uuid(), retry_phase = 'leased', "
                        "deadline_at = now() - interval '1 second'"),
 ]
