@@ -80,7 +80,7 @@ BEGIN
                    WHEN h.lease_until > p_now THEN 'not_due'  -- a lease is a lease
                    WHEN coalesce(h.retry_phase, 'delivered') = 'delivered' AND b.last_sign + b.stale > p_now
                    THEN 'not_due'
-                   WHEN h.retry_count >= coalesce(gp.max_retries, sp.max_retries, 2) THEN 'exhausted'
+                   WHEN h.retry_count >= coalesce(gp.max_retries, sp.max_retries) THEN 'exhausted'
                    ELSE 'deliver'
                END AS action,
                CASE WHEN h.lease_until > p_now THEN least(h.lease_until, p_now + genretry.max_lease())
@@ -96,7 +96,7 @@ BEGIN
                                 p_now - interval '100 years') END AS last_sign,
                    least(greatest(h.stale_for, interval '0'), interval '100 years') AS stale) b
         LEFT JOIN genretry.policy gp ON gp.generator = h.generator
-        LEFT JOIN genretry.policy sp ON sp.generator = '*'
+        JOIN genretry.policy sp ON sp.generator = '*'  -- always there (023_policy_guard.sql)
         WHERE h.id IN (SELECT n.id FROM normal n UNION ALL SELECT pb.id FROM probes pb)
     ), updated AS (
         UPDATE public.generation_history h SET
