@@ -26,23 +26,23 @@ async def make_generation(
     age: timedelta = timedelta(0),
     due: bool = False,
 ) -> uuid.UUID:
-    """Insert one generation. age backdates its status change; due=True makes it due now."""
+    """Insert one generation. age backdates its status change; due=True makes it due now.
+
+    One INSERT: the row is born due (stale for an hour), rather than written to after the fact, so the
+    factory never writes deadline_at on a row that something else may already hold.
+    """
     row_id = id or uuid.uuid4()
+    changed = timedelta(hours=1) if due else age
     await conn.execute(
         """INSERT INTO generation_history
                (id, user_id, status, generator, request, admin_note, retry_count, heartbeat_at,
-                status_changed_at, created_at)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now() - $9::interval, now() - $9::interval)""",
+                status_changed_at, created_at, deadline_at)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, now() - $9::interval, now() - $10::interval,
+                   CASE WHEN $11 THEN now() - interval '1 second' END)""",
         row_id, user_id or uuid.uuid4(), status, generator,
         json.dumps({"prompt": "a bakery site"} if request is None else request),
-        admin_note, retry_count, heartbeat_at, age,
+        admin_note, retry_count, heartbeat_at, changed, age, due,
     )
-    if due:
-        await conn.execute(
-            """UPDATE generation_history SET deadline_at = now() - interval '1 second',
-                   status_changed_at = now() - interval '1 hour' WHERE id = $1""",
-            row_id,
-        )
     return row_id
 
 

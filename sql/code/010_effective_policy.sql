@@ -5,7 +5,7 @@ DROP FUNCTION IF EXISTS genretry.effective_policy(text) CASCADE;  -- was LANGUAG
 CREATE FUNCTION genretry.effective_policy(p_generator text)
 RETURNS genretry.policy
 LANGUAGE plpgsql STABLE
-SET search_path = genretry, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found genretry.policy;

@@ -6,7 +6,7 @@ DROP FUNCTION IF EXISTS genretry.notify_row();
 CREATE OR REPLACE FUNCTION genretry.notify_row(p_row public.generation_history, p_old_status text, p_event text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = genretry, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pg_notify('genretry', json_build_object(

@@ -20,13 +20,23 @@
 -- status_changed | deadline_moved | retry_requested. Never for a heartbeat (it only moves a deadline
 -- later), and not for the processor's own deadline moves (genretry.quiet = on, set by claim/record):
 -- the daemon that made them recomputes its own wake-up.
+--
+-- Hostile values (issue 10, classes 3 and 11). Timestamps are kept within a window around the server
+-- clock: heartbeat_at and status_changed_at within [clock - 100 years, clock + 1 hour] (a sign of life
+-- from the future is clock skew at best), deadline_at and lease_until within [clock - 100 years,
+-- clock + stale_for + 1 hour]; +/-infinity and far years are clamped, so the arithmetic of the claim and
+-- the views stays finite. A written stale_for is recomputed from the policy. While a lease lives, the
+-- deadline is never before its end, whatever is written to deadline_at: a leased row is not due again.
+-- The readers (claim, next_wakeup, the views, the metrics) do not rely on this: a row written behind the
+-- trigger's back (triggers disabled, or with a lease_id change, which the WHEN clause lets through) is
+-- survived there too.
 CREATE OR REPLACE FUNCTION genretry.track_row()
 RETURNS trigger
 LANGUAGE plpgsql
 -- SECURITY DEFINER: the application's own roles update generation_history without any right in
 -- schema genretry; the trigger reads the policy and notifies with the owner's rights.
 SECURITY DEFINER
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pol genretry.policy;
@@ -35,6 +45,9 @@ DECLARE
     old_status text := CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END;
     old_deadline timestamptz := CASE WHEN TG_OP = 'UPDATE' THEN OLD.deadline_at END;
     old_phase text := CASE WHEN TG_OP = 'UPDATE' THEN OLD.retry_phase END;
+    clock timestamptz := clock_timestamp();
+    far_past timestamptz := clock - interval '100 years';
+    soon timestamptz := clock + interval '1 hour';
 BEGIN
     IF TG_OP = 'INSERT' THEN
         NEW.status_changed_at := coalesce(NEW.status_changed_at, now());
@@ -43,6 +56,12 @@ BEGIN
         IF NEW.status IS DISTINCT FROM OLD.status THEN
             NEW.status_changed_at := now();
         END IF;
+    END IF;
+    IF NOT (NEW.heartbeat_at BETWEEN far_past AND soon) THEN
+        NEW.heartbeat_at := CASE WHEN NEW.heartbeat_at < far_past THEN far_past ELSE soon END;
+    END IF;
+    IF NOT (NEW.status_changed_at BETWEEN far_past AND soon) THEN
+        NEW.status_changed_at := CASE WHEN NEW.status_changed_at < far_past THEN far_past ELSE soon END;
     END IF;
 
     IF NEW.status IS NULL OR NEW.status NOT IN ('pending', 'generating') THEN
@@ -56,9 +75,11 @@ BEGIN
         RETURN NEW;
     END IF;
 
-    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status OR NEW.stale_for IS NULL THEN
+    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status OR NEW.stale_for IS NULL
+       OR NEW.stale_for IS DISTINCT FROM OLD.stale_for OR NOT (NEW.stale_for BETWEEN interval '0' AND interval '1 year') THEN
         pol := genretry.effective_policy(NEW.generator);
-        NEW.stale_for := CASE WHEN NEW.status = 'pending' THEN pol.pending_stale_after ELSE pol.stale_after END;
+        NEW.stale_for := least(CASE WHEN NEW.status = 'pending' THEN pol.pending_stale_after ELSE pol.stale_after END,
+                               interval '1 year');
         IF NOT managed AND (TG_OP = 'INSERT' OR NEW.deadline_at IS NOT DISTINCT FROM OLD.deadline_at) THEN
             NEW.deadline_at := coalesce(
                 CASE WHEN TG_OP = 'INSERT' THEN NEW.deadline_at END,
@@ -68,9 +89,22 @@ BEGIN
           AND NEW.deadline_at IS NOT DISTINCT FROM OLD.deadline_at
           AND NEW.retry_phase IS DISTINCT FROM 'requested' THEN  -- an admin's request wins
         fresh := greatest(NEW.heartbeat_at, NEW.status_changed_at) + NEW.stale_for;
-        IF NEW.deadline_at IS NULL OR fresh > NEW.deadline_at + NEW.stale_for / 10 THEN
+        IF NEW.deadline_at IS NULL OR fresh > NEW.deadline_at + (NEW.stale_for OPERATOR(pg_catalog./) 10::float8) THEN
             NEW.deadline_at := fresh;
         END IF;
+    END IF;
+
+    -- the window (stale_for comes from the policy: bounded there)
+    soon := clock + least(coalesce(NEW.stale_for, interval '0'), interval '1 year') + interval '1 hour';
+    IF NOT (NEW.deadline_at BETWEEN far_past AND soon) THEN
+        NEW.deadline_at := CASE WHEN NEW.deadline_at < far_past THEN far_past ELSE soon END;
+    END IF;
+    IF NOT (NEW.lease_until BETWEEN far_past AND soon) THEN
+        NEW.lease_until := CASE WHEN NEW.lease_until < far_past THEN far_past ELSE soon END;
+    END IF;
+    -- a lease is a lease: the row is not due before its lease ends
+    IF NEW.lease_until > clock AND (NEW.deadline_at IS NULL OR NEW.deadline_at < NEW.lease_until) THEN
+        NEW.deadline_at := NEW.lease_until;
     END IF;
 
     IF NEW.retry_phase = 'requested' AND (old_phase IS DISTINCT FROM 'requested' OR old_deadline IS DISTINCT FROM NEW.deadline_at) THEN
@@ -100,9 +134,16 @@ CREATE TRIGGER genretry_track_update
         NEW.status IS DISTINCT FROM OLD.status
         OR (NEW.lease_id IS NOT DISTINCT FROM OLD.lease_id AND (
             NEW.heartbeat_at IS NOT DISTINCT FROM OLD.heartbeat_at      -- not a heartbeat: any other change
+            OR NEW.deadline_at IS DISTINCT FROM OLD.deadline_at         -- a heartbeat that writes more
+            OR NEW.status_changed_at IS DISTINCT FROM OLD.status_changed_at
+            OR NEW.lease_until IS DISTINCT FROM OLD.lease_until
+            OR NEW.stale_for IS DISTINCT FROM OLD.stale_for
+            OR NEW.heartbeat_at OPERATOR(pg_catalog.<) NEW.status_changed_at  -- a heartbeat from before (-infinity)
             OR NEW.stale_for IS NULL OR OLD.deadline_at IS NULL
-            OR greatest(NEW.heartbeat_at, NEW.status_changed_at) + NEW.stale_for
-               > OLD.deadline_at + NEW.stale_for / 10)))                -- a heartbeat beyond the slack
+            OR (greatest(NEW.heartbeat_at, NEW.status_changed_at) OPERATOR(pg_catalog.+) NEW.stale_for)
+               OPERATOR(pg_catalog.>)
+               (OLD.deadline_at OPERATOR(pg_catalog.+) (NEW.stale_for OPERATOR(pg_catalog./) 10::float8)))))
+               -- a heartbeat beyond the slack (operators named: see 000_search_path.sql)
     EXECUTE FUNCTION genretry.track_row();
 COMMENT ON TRIGGER genretry_track_update ON public.generation_history IS
     'keeps updated_at, status_changed_at and deadline_at (genretry); skips heartbeats within the slack';

@@ -8,13 +8,19 @@ LANGUAGE plpgsql
 -- SECURITY DEFINER: the application's own roles update generation_history without any right in
 -- schema genretry; the trigger reads the policy and notifies with the owner's rights.
 SECURITY DEFINER
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE public.generation_history h
-    SET stale_for = x.stale, deadline_at = greatest(h.heartbeat_at, h.status_changed_at) + x.stale
+    -- the last sign of life is bounded first, so a row written behind the row trigger's back (an infinite
+    -- or far timestamp) cannot make an admin's policy change fail (issue 10, class 3)
+    SET stale_for = x.stale,
+        deadline_at = CASE WHEN x.last_sign IS NOT NULL THEN
+            greatest(least(x.last_sign, clock_timestamp() + interval '1 hour'),
+                     clock_timestamp() - interval '100 years') + x.stale END
     FROM (
-        SELECT g.id, CASE WHEN g.status = 'pending' THEN p.pending_stale_after ELSE p.stale_after END AS stale
+        SELECT g.id, CASE WHEN g.status = 'pending' THEN p.pending_stale_after ELSE p.stale_after END AS stale,
+               greatest(g.heartbeat_at, g.status_changed_at) AS last_sign
         FROM public.generation_history g
         CROSS JOIN LATERAL genretry.effective_policy(g.generator) p
         WHERE g.status IN ('pending', 'generating') AND coalesce(g.retry_phase, 'delivered') = 'delivered'

@@ -9,7 +9,7 @@ DROP FUNCTION IF EXISTS genretry.dispatch_filter(timestamptz);  -- its return ty
 CREATE FUNCTION genretry.dispatch_filter(p_now timestamptz DEFAULT now(),
     OUT blocked text[], OUT probe_ready text[], OUT star_enabled boolean, OUT enabled text[])
 LANGUAGE plpgsql STABLE
-SET search_path = genretry, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     SELECT coalesce(array_agg(s.generator) FILTER (

@@ -8,6 +8,11 @@
 -- outcome was never recorded), so a redelivery carries the same Idempotency-Key.
 -- Rows of paused or disabled generators are skipped; a paused generator whose pause is over gets one
 -- probe row (the circuit goes to `probing`). Returns the rows to deliver and the rows exhausted.
+-- Issue 10: a row whose lease still lives is never claimed again, whatever its deadline says (its deadline
+-- is corrected to the lease end instead, so the daemon's wake-up does not spin on it); one row's values
+-- (+/-infinity, far years, a huge stale_for) never make the claim raise: the arithmetic below works on
+-- values bounded first. Callers other than the owner run on the server's clock with a lease of at most
+-- genretry.max_lease(); the owner (tests) may pass its own.
 CREATE OR REPLACE FUNCTION genretry.claim(
     p_worker text, p_limit integer DEFAULT 100, p_lease interval DEFAULT '3 minutes',
     p_now timestamptz DEFAULT now())
@@ -15,7 +20,7 @@ RETURNS TABLE (id uuid, user_id uuid, generator text, request jsonb, attempt int
                action text, error_message text, due_at timestamptz, retry_count integer)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 -- The statement below is the same on every call: a generic plan (still the live-row index scan) saves
 -- planning it again each time, which custom plans would do.
 SET plan_cache_mode = force_generic_plan
@@ -28,6 +33,10 @@ BEGIN
     IF p_worker IS NULL OR p_limit IS NULL OR p_limit < 1 OR p_lease IS NULL OR p_lease <= interval '0' THEN
         RAISE EXCEPTION 'genretry.claim: worker, a positive limit and a positive lease are required'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT genretry.caller_is_owner() THEN
+        p_now := clock_timestamp();
+        p_lease := least(p_lease, genretry.max_lease());
     END IF;
     PERFORM set_config('genretry.quiet', 'on', true);
     SELECT * INTO f FROM genretry.dispatch_filter(p_now);
@@ -63,23 +72,31 @@ BEGIN
             ORDER BY h.deadline_at LIMIT 1
             FOR UPDATE SKIP LOCKED) pr
     ), candidates AS (
-        -- policy by join, not by a function call per row; stale_for is the row's own (kept by the triggers)
-        SELECT h.id, h.deadline_at AS due_at, h.retry_count AS retries,
+        -- policy by join, not by a function call per row; stale_for is the row's own (kept by the triggers).
+        -- b.* are the row's timestamps and stale_for bounded (by expressions, not function calls), so
+        -- that no stored value makes this arithmetic overflow or subtract infinities.
+        SELECT h.id, greatest(h.deadline_at, p_now - interval '100 years') AS due_at, h.retry_count AS retries,
                CASE
-                   WHEN coalesce(h.retry_phase, 'delivered') = 'delivered'
-                        AND greatest(h.heartbeat_at, h.status_changed_at) + h.stale_for > p_now
+                   WHEN h.lease_until > p_now THEN 'not_due'  -- a lease is a lease
+                   WHEN coalesce(h.retry_phase, 'delivered') = 'delivered' AND b.last_sign + b.stale > p_now
                    THEN 'not_due'
                    WHEN h.retry_count >= coalesce(gp.max_retries, sp.max_retries) THEN 'exhausted'
                    ELSE 'deliver'
                END AS action,
-               greatest(h.heartbeat_at, h.status_changed_at) + h.stale_for AS true_deadline,
+               CASE WHEN h.lease_until > p_now THEN least(h.lease_until, p_now + genretry.max_lease())
+                    ELSE b.last_sign + b.stale END AS true_deadline,
                format('retries exhausted: %s automatic %s made; still %s, last sign of life %s ago%s',
                       h.retry_count, CASE WHEN h.retry_count = 1 THEN 'retry' ELSE 'retries' END, h.status,
-                      genretry.human_interval(p_now - greatest(h.heartbeat_at, h.status_changed_at)),
+                      genretry.human_interval(p_now - b.last_sign),
                       coalesce(', last delivery: ' || h.last_outcome, '')) AS exhausted_message
         FROM public.generation_history h
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN greatest(h.heartbeat_at, h.status_changed_at) IS NOT NULL THEN
+                       greatest(least(greatest(h.heartbeat_at, h.status_changed_at), p_now + interval '100 years'),
+                                p_now - interval '100 years') END AS last_sign,
+                   least(greatest(h.stale_for, interval '0'), interval '100 years') AS stale) b
         LEFT JOIN genretry.policy gp ON gp.generator = h.generator
-        JOIN genretry.policy sp ON sp.generator = '*'
+        JOIN genretry.policy sp ON sp.generator = '*'  -- always there (023_policy_guard.sql)
         WHERE h.id IN (SELECT n.id FROM normal n UNION ALL SELECT pb.id FROM probes pb)
     ), updated AS (
         UPDATE public.generation_history h SET
@@ -88,7 +105,7 @@ BEGIN
             attempt = CASE
                 WHEN c.action <> 'deliver' THEN h.attempt
                 WHEN h.retry_phase IN ('leased', 'unsent') AND h.attempt > 0 THEN h.attempt
-                ELSE h.attempt + 1 END,
+                ELSE least(h.attempt, 2147483646) + 1 END,  -- an attempt written at the maximum never raises
             deadline_at = CASE c.action
                 WHEN 'deliver' THEN p_now + p_lease
                 WHEN 'not_due' THEN c.true_deadline

@@ -1,28 +1,38 @@
 -- genretry.next_wakeup(now): the earliest moment the daemon has work: the first deadline of a live row
 -- whose generator may be claimed, or the end of a generator's pause. NULL when nothing is scheduled.
 -- Called by the daemon after each sweep; an index scan on the live-row index, one row read.
+-- Always finite and within a day of now (a row with a deadline at +/-infinity must not make the daemon's
+-- arithmetic raise); callers other than the owner get the server's clock (issue 10).
 DROP FUNCTION IF EXISTS genretry.next_wakeup(timestamptz);  -- was LANGUAGE sql
 CREATE FUNCTION genretry.next_wakeup(p_now timestamptz DEFAULT now())
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     f record;
     first_deadline timestamptz;
+    wake timestamptz;
 BEGIN
+    IF NOT genretry.caller_is_owner() THEN
+        p_now := clock_timestamp();
+    END IF;
     SELECT * INTO f FROM genretry.dispatch_filter(p_now);
     SELECT h.deadline_at INTO first_deadline FROM public.generation_history h
     WHERE h.status IN ('pending', 'generating') AND h.deadline_at IS NOT NULL
       AND NOT (h.generator = ANY (f.blocked))
       AND (f.star_enabled OR h.generator = ANY (f.enabled))
     ORDER BY h.deadline_at LIMIT 1;
-    RETURN least(
+    wake := least(
         first_deadline,
         (SELECT min(s.open_until) FROM genretry.generator_state s WHERE s.state = 'open'),
         (SELECT min(s.probe_until) FROM genretry.generator_state s WHERE s.state = 'probing'));
+    IF NOT (wake BETWEEN p_now - interval '1 day' AND p_now + interval '1 day') THEN
+        wake := CASE WHEN wake < p_now THEN p_now - interval '1 day' ELSE p_now + interval '1 day' END;
+    END IF;
+    RETURN wake;
 END
 $$;
 COMMENT ON FUNCTION genretry.next_wakeup(timestamptz) IS 'daemon: when the next row becomes due';

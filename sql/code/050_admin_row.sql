@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION genretry.admin_row(p_id uuid, p_force boolean, p_now timestamptz)
 RETURNS public.generation_history
 LANGUAGE plpgsql
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     h public.generation_history;

@@ -4,11 +4,13 @@
 CREATE OR REPLACE FUNCTION genretry.reset(p_id uuid, force boolean DEFAULT false, p_now timestamptz DEFAULT now())
 RETURNS text
 LANGUAGE plpgsql
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    h public.generation_history := genretry.admin_row(p_id, force, p_now);
+    h public.generation_history;
 BEGIN
+    p_now := genretry.caller_clock(p_now);  -- only the owner brings a clock (issue 10, class 10)
+    h := genretry.admin_row(p_id, force, p_now);
     UPDATE public.generation_history g SET
         status = 'pending', retry_count = 0, dispatch_failures = 0, error_message = NULL,
         admin_note = CASE WHEN g.admin_note ~ '^\s*retry:\s*\d+\s*$' THEN 'retry:0' ELSE g.admin_note END,

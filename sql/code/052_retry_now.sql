@@ -3,12 +3,15 @@
 CREATE OR REPLACE FUNCTION genretry.retry_now(p_id uuid, force boolean DEFAULT false, p_now timestamptz DEFAULT now())
 RETURNS text
 LANGUAGE plpgsql
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    h public.generation_history := genretry.admin_row(p_id, force, p_now);
-    pol genretry.policy := genretry.effective_policy(h.generator);
+    h public.generation_history;
+    pol genretry.policy;
 BEGIN
+    p_now := genretry.caller_clock(p_now);  -- only the owner brings a clock (issue 10, class 10)
+    h := genretry.admin_row(p_id, force, p_now);
+    pol := genretry.effective_policy(h.generator);
     IF h.status NOT IN ('pending', 'generating') THEN
         RAISE EXCEPTION 'generation % is %, not live: use genretry.reset(%) to start it over', p_id, h.status, p_id
             USING ERRCODE = 'object_not_in_prerequisite_state';

@@ -3,7 +3,7 @@ CREATE OR REPLACE FUNCTION genretry.give_up(
     p_id uuid, reason text, force boolean DEFAULT false, p_now timestamptz DEFAULT now())
 RETURNS text
 LANGUAGE plpgsql
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     h public.generation_history;
@@ -11,6 +11,7 @@ BEGIN
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'give_up needs a reason' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    p_now := genretry.caller_clock(p_now);  -- only the owner brings a clock (issue 10, class 10)
     h := genretry.admin_row(p_id, force, p_now);
     IF h.status NOT IN ('pending', 'generating') THEN
         RAISE EXCEPTION 'generation % is already %', p_id, h.status

@@ -2,7 +2,7 @@
 CREATE OR REPLACE FUNCTION genretry.history(p_id uuid)
 RETURNS TABLE (at timestamptz, attempt integer, event text, detail jsonb, worker text, actor text)
 LANGUAGE plpgsql STABLE
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM public.generation_history g WHERE g.id = p_id)

@@ -1,17 +1,19 @@
 -- genretry.finish(id, attempt, status, error_message, now): a generator's result, fenced on the attempt.
 -- Returns true when recorded. Returns false and writes a `fenced` event when `attempt` is not the current
--- one (a newer retry replaced it) or the row is already finished. status: completed or failed.
+-- one (a newer retry replaced it) or the row is already finished. status: completed or failed. `now` (the
+-- events' time) is the caller's only for the owner; everyone else gets the server's clock (issue 10).
 CREATE OR REPLACE FUNCTION genretry.finish(
     p_id uuid, p_attempt integer, p_status text, p_error_message text DEFAULT NULL,
     p_now timestamptz DEFAULT now())
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = genretry, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     h public.generation_history;
 BEGIN
+    p_now := genretry.caller_clock(p_now);
     IF p_status IS NULL OR p_status NOT IN ('completed', 'failed') THEN
         RAISE EXCEPTION 'finish: status must be completed or failed, not %', coalesce(p_status, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';

@@ -6,7 +6,9 @@ CREATE VIEW genretry.overview AS
 WITH live AS (
     SELECT h.generator, h.status, count(*) AS rows,
            count(*) FILTER (WHERE h.deadline_at <= now()) AS due,
-           max(now() - h.deadline_at) FILTER (WHERE h.deadline_at <= now()) AS oldest_overdue
+           -- bounded first: a deadline at -infinity must not make the view raise (issue 10, class 3)
+           max(now() - greatest(h.deadline_at, now() - interval '100 years'))
+               FILTER (WHERE h.deadline_at <= now()) AS oldest_overdue
     FROM public.generation_history h
     WHERE h.status IN ('pending', 'generating')
     GROUP BY h.generator, h.status

@@ -1,0 +1,101 @@
+"""Issue 10, class 10: least privilege in the SQL API. Only the owner (and superusers) bring a clock or a
+long lease: the daemon's role, the generators' role and the admins' role get the server's clock and leases
+of at most genretry.max_lease(). Tests that need a clock keep it by running as the owner."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from tests.factories import make_generation, row
+from tests.pg import as_daemon
+
+pytestmark = pytest.mark.hostile
+
+
+@pytest.fixture
+async def daemon(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(as_daemon(db_url))
+    yield connection
+    await connection.close()
+
+
+async def _as(conn: asyncpg.Connection, role: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {role}")
+        return list(await conn.fetch(sql, *args))
+
+
+async def _event_age(conn: asyncpg.Connection, row_id: object, event: str) -> timedelta:
+    age: timedelta = await conn.fetchval(
+        "SELECT now() - max(at) FROM genretry.events WHERE generation_id = $1 AND event = $2", row_id, event)
+    return age
+
+
+async def test_the_daemon_cannot_claim_early_nor_lease_for_a_century(conn: asyncpg.Connection,
+                                                                      daemon: asyncpg.Connection) -> None:
+    soon = await make_generation(conn, status="pending", age=timedelta(minutes=1))  # due in a minute
+    due = await make_generation(conn, due=True)
+    claimed = await daemon.fetch(
+        "SELECT * FROM genretry.claim('d1', 10, '100 years', now() + interval '7 minutes')")
+    assert [r["id"] for r in claimed] == [due]
+    r = await row(conn, due)
+    assert r["lease_until"] - r["deadline_at"] == timedelta(0)
+    assert await conn.fetchval("SELECT lease_until <= now() + interval '1 hour 1 minute' FROM generation_history "
+                               "WHERE id = $1", due)
+    assert (await row(conn, soon))["lease_id"] is None
+    assert await _event_age(conn, due, "claimed") < timedelta(minutes=1)  # not dated 7 minutes ahead
+
+
+async def test_the_daemon_cannot_back_date_the_audit_log(conn: asyncpg.Connection,
+                                                         daemon: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn, due=True)
+    claimed = await daemon.fetch("SELECT * FROM genretry.claim('d1', 10, '1 minute', '2021-01-01')")
+    assert [r["id"] for r in claimed] == [row_id]
+    await daemon.fetch(
+        "SELECT * FROM genretry.record_deliveries($1::jsonb, 'd1', '2021-01-01')",
+        f'[{{"id": "{row_id}", "lease_id": "{claimed[0]["lease_id"]}", "outcome": "accepted", "http_status": 202}}]')
+    ages = await conn.fetch("SELECT now() - at AS age FROM genretry.events WHERE generation_id = $1", row_id)
+    assert len(ages) == 2 and all(abs(a["age"]) < timedelta(minutes=1) for a in ages)
+
+
+async def test_the_daemon_s_wake_up_is_on_the_server_clock(conn: asyncpg.Connection,
+                                                           daemon: asyncpg.Connection) -> None:
+    # a paused generator with a due row: on the server's clock, the wake-up is the end of the pause
+    await conn.execute("INSERT INTO genretry.generator_state (generator, state, open_until) "
+                       "VALUES ('generate-php-website', 'open', now() + interval '10 minutes')")
+    await make_generation(conn, due=True, generator="generate-php-website")
+    owner = await conn.fetchval("SELECT genretry.next_wakeup()")
+    assert owner == await conn.fetchval("SELECT open_until FROM genretry.generator_state")
+    assert await daemon.fetchval("SELECT genretry.next_wakeup('2100-01-01')") == owner
+
+
+async def test_a_generator_cannot_push_a_deadline_to_infinity(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn, age=timedelta(minutes=5))
+    assert (await _as(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, 'infinity')", row_id))[0][0]
+    assert await conn.fetchval(
+        """SELECT heartbeat_at <= now() + interval '1 minute' AND deadline_at <= now() + interval '8 minutes'
+           FROM generation_history WHERE id = $1""", row_id)
+    await _as(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, '2100-01-01')", row_id)
+    assert await conn.fetchval(
+        "SELECT deadline_at <= now() + interval '8 minutes' FROM generation_history WHERE id = $1", row_id)
+    await _as(conn, "genretry_generator", "SELECT genretry.finish($1, 0, 'completed', NULL, '2021-01-01')", row_id)
+    assert abs(await _event_age(conn, row_id, "finished")) < timedelta(minutes=1)
+
+
+async def test_an_admin_gets_the_server_clock_too(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn)
+    await _as(conn, "genretry_admin", "SELECT genretry.retry_now($1, false, 'infinity')", row_id)
+    assert await conn.fetchval("SELECT deadline_at <= now() FROM generation_history WHERE id = $1", row_id)
+    assert abs(await _event_age(conn, row_id, "retry_now")) < timedelta(minutes=1)
+
+
+async def test_the_owner_keeps_its_clock(conn: asyncpg.Connection) -> None:
+    row_id = await make_generation(conn, status="pending", age=timedelta(minutes=1))
+    claimed = await conn.fetch("SELECT * FROM genretry.claim('w', 10, '2 hours', now() + interval '7 minutes')")
+    assert [r["id"] for r in claimed] == [row_id]
+    assert await conn.fetchval(
+        "SELECT lease_until > now() + interval '2 hours 6 minutes' FROM generation_history WHERE id = $1", row_id)
