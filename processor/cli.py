@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check configuration, database, schema, LISTEN, routes and keys")
     p.set_defaults(handler=cmd_check)
 
+    p = sub.add_parser("keygen", help="make the processor's ES256 signing key; print the public JWKS for generators")
+    p.add_argument("--out", required=True, help="where to write the private key (PEM, mode 0600; must not exist)")
+    p.add_argument("--previous-jwks", metavar="FILE", help="the JWKS published so far: its first key stays in the set")
+    p.set_defaults(handler=cmd_keygen)
+
     p = sub.add_parser("status", help="the overview and the stuck generations, with the reason for each")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.add_argument("--limit", type=int, default=50, help="at most this many stuck rows (default 50)")
@@ -148,6 +153,12 @@ async def cmd_serve_generator(args: argparse.Namespace) -> int:
     finally:
         await pool.close()
     return 0
+
+
+async def cmd_keygen(args: argparse.Namespace) -> int:
+    from processor import keygen_cli
+
+    return keygen_cli.run(args.out, args.previous_jwks)
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:

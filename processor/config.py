@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from processor.config_parse import Reader, merge_toml, parse_host_port
 from processor.errors import ConfigError
+from processor.minting import check_signing_settings
 
 __all__ = ["AUTH_MODES", "DEFAULT_GENERATORS", "Settings", "default_worker_id", "parse_host_port"]
 
@@ -29,6 +30,7 @@ SECRET_VARS = (
     "SUPABASE_SERVICE_ROLE_KEY",
     "SUPABASE_SECRET_KEYS",
     "PROCESSOR_JWT_PRIVATE_KEY",
+    "PROCESSOR_JWT_SECRET",
 )
 
 
@@ -44,6 +46,8 @@ class Settings:
     jwt_secret: str = field(default="", repr=False)
     jwt_private_key: str = field(default="", repr=False)
     jwt_kid: str = ""
+    processor_jwt_secret: str = field(default="", repr=False)
+    processor_jwks: Mapping[str, Any] | None = field(default=None, repr=False)
     service_role_key: str = field(default="", repr=False)
     secret_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     service_key_bearer: bool = False
@@ -101,10 +105,12 @@ class Settings:
         s["jwt_secret"] = reader.secret("SUPABASE_JWT_SECRET")
         s["jwt_private_key"] = reader.secret("PROCESSOR_JWT_PRIVATE_KEY")
         s["jwt_kid"] = reader.text("PROCESSOR_JWT_KID")
+        s["processor_jwt_secret"] = reader.secret("PROCESSOR_JWT_SECRET")
+        s["processor_jwks"] = _jwks(reader.secret("PROCESSOR_JWKS"), problems, "PROCESSOR_JWKS")
         s["service_role_key"] = reader.secret("SUPABASE_SERVICE_ROLE_KEY")
         s["secret_keys"] = _secret_keys(reader.secret("SUPABASE_SECRET_KEYS"), problems)
         s["service_key_bearer"] = reader.flag("PROCESSOR_SERVICE_KEY_BEARER", False)
-        s["jwks"] = _jwks(reader.secret("SUPABASE_JWKS"), problems)
+        s["jwks"] = _jwks(reader.secret("SUPABASE_JWKS"), problems, "SUPABASE_JWKS")
         s["max_in_flight"] = reader.integer("PROCESSOR_MAX_IN_FLIGHT", 64, 1, 10_000)
         s["generator_in_flight"] = reader.integer("PROCESSOR_GENERATOR_IN_FLIGHT", 32, 1, 10_000)
         s["batch_size"] = reader.integer("PROCESSOR_BATCH_SIZE", 100, 1, 10_000)
@@ -136,9 +142,10 @@ class Settings:
                         f"FUNCTIONS_URL: required (no route configured for {', '.join(missing)})"
                     )
             _check_authority(s, problems)
-        if "verify" in need and not (s["secret_keys"] or s["service_role_key"] or s["jwt_secret"] or s["jwks"]):
+        if "verify" in need and not any(s[k] for k in ("secret_keys", "service_role_key", "jwt_secret", "jwks",
+                                                      "processor_jwks", "processor_jwt_secret", "jwt_private_key")):
             problems.append("SUPABASE_SECRET_KEYS: a generator needs at least one key to verify with "
-                            "(SUPABASE_SECRET_KEYS, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET or SUPABASE_JWKS)")
+                            "(SUPABASE_SECRET_KEYS, SUPABASE_SERVICE_ROLE_KEY, PROCESSOR_JWKS or PROCESSOR_JWT_SECRET)")
         if problems:
             raise ConfigError(problems)
         return cls(**s)
@@ -188,31 +195,23 @@ def _secret_keys(raw: str, problems: list[str]) -> dict[str, str]:
     return dict(parsed)
 
 
-def _jwks(raw: str, problems: list[str]) -> dict[str, Any] | None:
+def _jwks(raw: str, problems: list[str], name: str) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
         parsed = json.loads(raw)
-    except ValueError:
-        problems.append("SUPABASE_JWKS: not valid JSON (inline JWKS or a path to a JWKS file)")
+    except (ValueError, RecursionError):
+        problems.append(f"{name}: not valid JSON (inline JWKS or a path to a JWKS file)")
         return None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
-        problems.append('SUPABASE_JWKS: expected {"keys": [...]}')
+        problems.append(f'{name}: expected {{"keys": [...]}}')
         return None
     return parsed
 
 
 def _check_authority(s: dict[str, Any], problems: list[str]) -> None:
-    if s["auth_mode"] == "scoped-jwt":
-        if not s["jwt_secret"] and not s["jwt_private_key"]:
-            problems.append(
-                "SUPABASE_JWT_SECRET: required for PROCESSOR_AUTH_MODE=scoped-jwt "
-                "(or PROCESSOR_JWT_PRIVATE_KEY for ES256)"
-            )
-        if s["jwt_private_key"] and "PRIVATE KEY" not in s["jwt_private_key"]:
-            problems.append("PROCESSOR_JWT_PRIVATE_KEY: not a PEM private key")
-        if s["jwt_secret"] and len(s["jwt_secret"]) < 32:
-            problems.append("SUPABASE_JWT_SECRET: shorter than 32 characters, which the platform never issues")
+    if s["auth_mode"] == "scoped-jwt":  # signed with the processor's own key, never the platform's secret
+        problems.extend(check_signing_settings(s["jwt_private_key"], s["jwt_kid"], s["processor_jwt_secret"]))
     elif not s["secret_keys"] and not s["service_role_key"]:
         problems.append(
             "SUPABASE_SECRET_KEYS: required for PROCESSOR_AUTH_MODE=service-key "
