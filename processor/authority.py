@@ -221,7 +221,7 @@ class Verifier:
         if retry_id is None or _uuid(claims.get("retry_history_id")) != retry_id:
             raise _fail(403, "retry_id_mismatch", "token is for another generation")
         token_attempt = claims.get("attempt")
-        if not _is_attempt(token_attempt) or (attempt is not None and attempt != token_attempt):
+        if not _is_attempt(token_attempt) or (attempt is not None and attempt != int(token_attempt)):
             raise _fail(403, "attempt_mismatch", "token is for another attempt")
         if self.replay.seen(jti):
             raise _fail(409, "token_replayed", "this token was already used")
@@ -248,11 +248,14 @@ def _retry_fields(body: Any) -> tuple[str | None, int | None]:
     if raw_attempt is not None:
         if not _is_attempt(raw_attempt):
             raise _fail(400, "bad_retry_attempt", "retryAttempt must be a non-negative integer")
-        attempt = raw_attempt
+        attempt = int(raw_attempt)
     return retry_id, attempt
 
 
 def _is_attempt(value: Any) -> bool:
+    """A whole number 0..2**31-1; 2.0 counts as 2, as it does in JavaScript, where JSON has one number type."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 

@@ -64,9 +64,13 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object(part: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(b64url_decode(part))
+    try:  # strict UTF-8, no BOM, no NaN/Infinity: exactly what JSON.parse accepts in the TypeScript kit
+        value = json.loads(b64url_decode(part).decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # RecursionError: a part nesting thousands deep
         raise JwsError("malformed_token", f"token {what} is not JSON") from exc
     if not isinstance(value, dict):
