@@ -220,7 +220,7 @@ class Verifier:
             raise _fail(403, "wrong_audience", f"token is for {str(claims.get('aud'))[:80]!r}, not {self.generator}")
         if retry_id is None or _uuid(claims.get("retry_history_id")) != retry_id:
             raise _fail(403, "retry_id_mismatch", "token is for another generation")
-        token_attempt = claims.get("attempt")
+        token_attempt: Any = claims.get("attempt")
         if not _is_attempt(token_attempt) or (attempt is not None and attempt != int(token_attempt)):
             raise _fail(403, "attempt_mismatch", "token is for another attempt")
         if self.replay.seen(jti):
@@ -232,7 +232,7 @@ class Verifier:
             raise _fail(403, "not_owner", "token subject is not the generation's owner")
         if not self.replay.use(jti, float(claims["exp"]) + self.leeway_s):  # atomic: no await since seen()
             raise _fail(409, "token_replayed", "this token was already used")
-        return Principal(owner, "scoped-jwt", retry_id, int(token_attempt), "scoped-jwt")  # type: ignore[arg-type]
+        return Principal(owner, "scoped-jwt", retry_id, int(token_attempt), "scoped-jwt")
 
 
 def _retry_fields(body: Any) -> tuple[str | None, int | None]:
