@@ -97,11 +97,12 @@ async def rest(pool: asyncpg.Pool) -> AsyncIterator[Rest]:
 
 
 def command_for(runtime: str) -> list[str]:
-    if runtime == "node":
+    if runtime == "node":  # example/serve.ts: the same generator behind node:http
         return ["node", str(KIT / "dist" / "example" / "serve.js")]
+    # Deno runs the edge function of the guide as it is (Deno.serve; DENO_SERVE_ADDRESS picks the port)
     deno = KIT / "node_modules" / ".bin" / "deno"
-    return [str(deno), "run", "--quiet", "--allow-net", "--allow-env", "--allow-read", "--allow-sys",
-            "--config", str(KIT / "deno.json"), str(KIT / "example" / "serve.ts")]
+    return [str(deno), "run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys",
+            "--config", str(KIT / "deno.json"), str(KIT / "example" / "edge-function.ts")]
 
 
 StartTs = Callable[[str], Awaitable[str]]
@@ -118,16 +119,18 @@ async def ts_generator(built: None, conn: asyncpg.Connection, db_url: str, rest:
                     "SUPABASE_SECRET_KEYS": json.dumps({"default": DEMO_SECRET_KEY}),
                     "GENRETRY_PROCESSOR_JWKS": json.dumps({"keys": [processor_pair()[1]]}),
                     "GENRETRY_GENERATORS": "generate-website,generate-php-website",
-                    "GENRETRY_WORK_SECONDS": "0.1", "DENO_NO_UPDATE_CHECK": "1"})
+                    "GENRETRY_WORK_SECONDS": "0.1", "DENO_NO_UPDATE_CHECK": "1",
+                    "DENO_SERVE_ADDRESS": "tcp:127.0.0.1:0"})
         proc = await asyncio.create_subprocess_exec(*command_for(runtime), cwd=KIT, env=env,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         procs.append(proc)
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        match = re.match(rb"listening (\d+)", line)
+        # node prints "listening PORT" on stdout; Deno.serve prints "Listening on http://127.0.0.1:PORT/" on stderr
+        stream = proc.stdout if runtime == "node" else proc.stderr
+        assert stream is not None
+        line = await asyncio.wait_for(stream.readline(), 60)
+        match = re.search(rb"istening (?:on http://127\.0\.0\.1:)?(\d+)", line)
         if match is None:
-            assert proc.stderr is not None
-            raise AssertionError(f"{runtime} generator did not start: {line!r} {await proc.stderr.read(4000)!r}")
+            raise AssertionError(f"{runtime} generator did not start: {line!r} {await stream.read(4000)!r}")
         return f"http://127.0.0.1:{int(match.group(1))}"
 
     yield start

@@ -5,15 +5,16 @@ import { createHandler, finish, heartbeat, keysFromEnv, postgresQuery, restOwner
 import type { Env, Principal } from "../src/index.ts";
 
 /** The request handler for the generators named in GENRETRY_GENERATORS (path /<name>). */
-export async function buildGenerator(env: Env): Promise<{ handle: (r: Request) => Promise<Response>; close: () => Promise<void> }> {
+export async function buildGenerator(env: Env, options: { background?: (task: Promise<void>) => void } = {}):
+  Promise<{ handle: (r: Request) => Promise<Response>; close: () => Promise<void> }> {
   const keys = keysFromEnv(env);
   const secretKey = Object.values(keys.secretKeys ?? {})[0] ?? keys.serviceRoleKey ?? "";
   const ownerOf = restOwnerLookup(env("SUPABASE_URL") ?? "", secretKey);
   // a login role holding genretry_generator: EXECUTE on genretry.heartbeat and genretry.finish only
   // GENRETRY_DB_URL, or the PGHOST/PGUSER/... variables when it is unset
   const dbUrl = env("GENRETRY_DB_URL");
-  const options = { max: 4, onnotice: () => {} };
-  const sql = dbUrl ? postgres(dbUrl, options) : postgres(options);
+  const pgOptions = { max: 4, onnotice: () => {} };
+  const sql = dbUrl ? postgres(dbUrl, pgOptions) : postgres(pgOptions);
   const query = postgresQuery(sql);
   const workS = Number(env("GENRETRY_WORK_SECONDS") ?? "0.2");
 
@@ -29,7 +30,8 @@ export async function buildGenerator(env: Env): Promise<{ handle: (r: Request) =
   const handlers = new Map<string, (r: Request) => Promise<Response>>();
   for (const name of (env("GENRETRY_GENERATORS") ?? "generate-website").split(",").map((s) => s.trim())) {
     const verifier = await Verifier.create(name, keys, ownerOf);
-    handlers.set(name, createHandler({ verifier, work, onError: (err) => console.error("generation_error", String(err)) }));
+    const onError = (err: unknown) => console.error("generation_error", String(err));
+    handlers.set(name, createHandler({ verifier, work, onError, ...options }));
   }
   return {
     handle: async (request) => {
