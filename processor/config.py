@@ -211,7 +211,8 @@ def _jwks(raw: str, problems: list[str], name: str) -> dict[str, Any] | None:
 
 def _check_authority(s: dict[str, Any], problems: list[str]) -> None:
     if s["auth_mode"] == "scoped-jwt":  # signed with the processor's own key, never the platform's secret
-        problems.extend(check_signing_settings(s["jwt_private_key"], s["jwt_kid"], s["processor_jwt_secret"]))
+        problems.extend(check_signing_settings(s["jwt_private_key"], s["jwt_kid"], s["processor_jwt_secret"],
+                                               s["jwt_secret"]))
     elif not s["secret_keys"] and not s["service_role_key"]:
         problems.append(
             "SUPABASE_SECRET_KEYS: required for PROCESSOR_AUTH_MODE=service-key "

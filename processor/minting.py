@@ -108,8 +108,11 @@ class Minter:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def check_signing_settings(private_key_pem: str, kid: str, shared_secret: str) -> list[str]:
+def check_signing_settings(private_key_pem: str, kid: str, shared_secret: str, platform_secret: str = "") -> list[str]:
     """Configuration problems of the scoped-jwt signing settings, one line each, naming the setting."""
+    if shared_secret and platform_secret and hmac.compare_digest(shared_secret.encode(), platform_secret.encode()):
+        return ["PROCESSOR_JWT_SECRET: must not be the platform's JWT secret (SUPABASE_JWT_SECRET): a token "
+                "signed with it would be accepted by the platform's REST API"]
     if private_key_pem and shared_secret:
         return ["PROCESSOR_JWT_SECRET: set either PROCESSOR_JWT_PRIVATE_KEY (ES256) or PROCESSOR_JWT_SECRET "
                 "(HS256), not both"]

@@ -320,3 +320,15 @@ async def test_an_owner_lookup_that_fails_is_503_never_404() -> None:
 def test_service_key_headers() -> None:
     assert service_key_headers(DEMO_SECRET_KEY) == {"apikey": DEMO_SECRET_KEY}
     assert service_key_headers(DEMO_SECRET_KEY, also_bearer=True)["Authorization"] == f"Bearer {DEMO_SECRET_KEY}"
+
+
+def test_the_platforms_jwt_secret_is_refused_as_the_processors() -> None:
+    from processor.config import Settings
+    from processor.errors import ConfigError
+
+    env = {"DATABASE_URL": "postgresql://u@h/d", "FUNCTIONS_URL": "https://x.supabase.co/functions/v1",
+           "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET, "PROCESSOR_JWT_SECRET": DEMO_JWT_SECRET}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env, need=("database", "dispatch"))
+    assert [p.split(":")[0] for p in info.value.problems] == ["PROCESSOR_JWT_SECRET"]
+    assert DEMO_JWT_SECRET not in str(info.value)
