@@ -41,7 +41,8 @@ def kit_ready() -> None:
     """node_modules from the lock file, the kit compiled; both cheap when already done."""
     if not (KIT / "node_modules" / ".package-lock.json").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=KIT, check=True, capture_output=True)
-    subprocess.run(["npx", "tsc", "-p", "tsconfig.json"], cwd=KIT, check=True, capture_output=True)
+    subprocess.run([str(KIT / "node_modules" / ".bin" / "tsc"), "-p", "tsconfig.json"], cwd=KIT, check=True,
+                   capture_output=True)
 
 
 @pytest.fixture(scope="module")
