@@ -75,3 +75,27 @@ test("202 once per Idempotency-Key, 413 over the size limit, 405 for GET", async
   const refused = await handle(post(body, {}));
   assert.deepEqual([refused.status, (await refused.json()).error], [401, "missing_credentials"]);
 });
+
+test("authorize(): an owner look-up through a REST API answering 503 is 503, never 404", async () => {
+  const { authorize, AuthorityError, restOwnerLookup } = await import("../src/index.ts");
+  const answers: Array<[number, unknown]> = [[503, { message: "down" }], [200, []], [200, [{ user_id: OWNER }]]];
+  const seen: string[] = [];
+  const fakeFetch = (async (url: string | URL | Request, init?: RequestInit) => {
+    seen.push(`${String(url)} ${new Headers(init?.headers).get("apikey")}`);
+    const [status, body] = answers.shift() ?? [500, null];
+    return new Response(JSON.stringify(body), { status });
+  }) as typeof fetch;
+  const verifier = await Verifier.create("generate-website", { secretKeys: { default: SECRET } },
+    restOwnerLookup("https://ref.supabase.co/", SECRET, "generation_history", fakeFetch));
+  const request = new Request("http://127.0.0.1/generate-website", { method: "POST", headers: { apikey: SECRET } });
+  const outcomes: Array<number | string> = [];
+  for (let i = 0; i < 3; i++) {
+    try {
+      outcomes.push((await authorize(verifier, request, { retryHistoryId: ROW })).userId);
+    } catch (err) {
+      outcomes.push(err instanceof AuthorityError ? err.status : String(err));
+    }
+  }
+  assert.deepEqual(outcomes, [503, 404, OWNER]);
+  assert.equal(seen[0], `https://ref.supabase.co/rest/v1/generation_history?id=eq.${ROW}&select=user_id ${SECRET}`);
+});
