@@ -1,11 +1,12 @@
 """Write conformance/authority_cases.json: the SPEC section 6 decisions both verifiers must make.
 
-Run `python conformance/make_cases.py` after changing a case. Keys are made fresh on every run (they are
+Run `.venv/bin/python conformance/make_cases.py` after changing a case. Keys are made fresh on every run (they are
 test-only keys, printed in the file); tokens are signed here, so the file is data both languages read.
 tests/unit/test_authority_conformance.py (Python) and generators/typescript/tests/conformance.test.ts
 (TypeScript) run every case against a fixed clock, the owners listed and an owner look-up that fails for
 `failing_rows`.
 """
+
 from __future__ import annotations
 
 import json
