@@ -100,9 +100,10 @@ async def rest(pool: asyncpg.Pool) -> AsyncIterator[Rest]:
 def command_for(runtime: str) -> list[str]:
     if runtime == "node":  # example/serve.ts: the same generator behind node:http
         return ["node", str(KIT / "dist" / "example" / "serve.js")]
-    # Deno runs the edge function of the guide as it is (Deno.serve; DENO_SERVE_ADDRESS picks the port)
+    # Deno runs the edge function of the guide as it is (Deno.serve; DENO_SERVE_ADDRESS picks the port);
+    # --allow-write because a unix-socket connection (the embedded PostgreSQL) needs it
     deno = KIT / "node_modules" / ".bin" / "deno"
-    return [str(deno), "run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys",
+    return [str(deno), "run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys",
             "--config", str(KIT / "deno.json"), str(KIT / "example" / "edge-function.ts")]
 
 
