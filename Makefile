@@ -5,9 +5,11 @@ PY ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TS := generators/typescript
+TS_STAMP := $(TS)/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-quick lint bench bench-quick
+.PHONY: help install demo test test-quick ts-test lint bench bench-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,8 +26,15 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 demo: $(STAMP) ## the whole story on an embedded PostgreSQL, in under a minute
 	env -u DATABASE_URL $(BIN)/processor demo
 
-test: $(STAMP) ## run the whole suite (TEST_DATABASE_URL, else Docker, else an embedded PostgreSQL)
+test: $(STAMP) ts-test ## run the whole suite (TEST_DATABASE_URL, else Docker, else an embedded PostgreSQL)
 	$(BIN)/pytest
+
+$(TS_STAMP): $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(TS_STAMP)
+
+ts-test: $(TS_STAMP) ## the TypeScript generator kit: strict type-check, node:test, the same tests under Deno
+	cd $(TS) && npm test --silent && npm run --silent test:deno
 
 test-quick: $(STAMP) ## the suite without the slow reliability tests
 	$(BIN)/pytest -m 'not reliability'

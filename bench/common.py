@@ -132,7 +132,7 @@ async def stub_reset(url: str) -> None:
 
 def daemon_env(db_url: str, functions_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROCESSOR_", "SUPABASE_"))}
-    env.update({"DATABASE_URL": db_url, "FUNCTIONS_URL": functions_url, "SUPABASE_JWT_SECRET": JWT_SECRET,
+    env.update({"DATABASE_URL": db_url, "FUNCTIONS_URL": functions_url, "PROCESSOR_JWT_SECRET": JWT_SECRET,
                 "PROCESSOR_LOG_FORMAT": "json", "PROCESSOR_LOG_LEVEL": "warning", **extra})
     return env
 

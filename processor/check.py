@@ -18,7 +18,8 @@ from processor.listener import Listener
 from processor.logs import redact
 from processor.output import printable
 
-SECRET_FIELDS = {"jwt_secret", "jwt_private_key", "service_role_key", "secret_keys", "jwks"}
+SECRET_FIELDS = {"jwt_secret", "jwt_private_key", "service_role_key", "secret_keys", "jwks", "processor_jwt_secret",
+                 "processor_jwks"}
 
 
 def describe_settings(settings: Settings) -> list[tuple[str, str]]:
@@ -28,8 +29,8 @@ def describe_settings(settings: Settings) -> list[tuple[str, str]]:
         value = getattr(settings, f.name)
         if f.name in SECRET_FIELDS:
             if isinstance(value, dict):
-                shown = ", ".join(f"{k}={redact(str(v))}" for k, v in value.items()) if f.name != "jwks" else \
-                    f"{len(value.get('keys', []))} key(s)"
+                shown = f"{len(value.get('keys', []))} key(s)" if f.name.endswith("jwks") else \
+                    ", ".join(f"{k}={redact(str(v))}" for k, v in value.items())
             else:
                 shown = redact(str(value)) if value else ""
             rows.append((f.name, shown or "(not set)"))

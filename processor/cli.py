@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_check)
 
     cli_admin.add_commands(sub)
+    p = sub.add_parser("keygen", help="make the processor's ES256 signing key; print the public JWKS for generators")
+    p.add_argument("--out", required=True, help="where to write the private key (PEM, mode 0600; must not exist)")
+    p.add_argument("--previous-jwks", metavar="FILE", help="the JWKS published so far: its first key stays in the set")
+    p.set_defaults(handler=cmd_keygen)
+
 
     p = sub.add_parser("demo", help="the whole story on an embedded PostgreSQL, in under a minute")
     p.add_argument("--force", action="store_true", help="use DATABASE_URL even if it already has generations")
@@ -123,6 +128,12 @@ async def cmd_serve_generator(args: argparse.Namespace) -> int:
     finally:
         await pool.close()
     return 0
+
+
+async def cmd_keygen(args: argparse.Namespace) -> int:
+    from processor import keygen_cli
+
+    return keygen_cli.run(args.out, args.previous_jwks)
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:

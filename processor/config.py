@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from processor import routing, scrub
 from processor.config_parse import Reader, load_json, merge_toml, parse_host_port, resolvable
 from processor.errors import ConfigError
+from processor.minting import check_signing_settings
 
 __all__ = ["AUTH_MODES", "DEFAULT_GENERATORS", "Settings", "default_worker_id", "parse_host_port"]
 
@@ -29,6 +30,7 @@ SECRET_VARS = (
     "SUPABASE_SERVICE_ROLE_KEY",
     "SUPABASE_SECRET_KEYS",
     "PROCESSOR_JWT_PRIVATE_KEY",
+    "PROCESSOR_JWT_SECRET",
 )
 
 
@@ -44,6 +46,8 @@ class Settings:
     jwt_secret: str = field(default="", repr=False)
     jwt_private_key: str = field(default="", repr=False)
     jwt_kid: str = ""
+    processor_jwt_secret: str = field(default="", repr=False)
+    processor_jwks: Mapping[str, Any] | None = field(default=None, repr=False)
     service_role_key: str = field(default="", repr=False)
     secret_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     service_key_bearer: bool = False
@@ -115,10 +119,12 @@ class Settings:
         s["jwt_secret"] = reader.secret("SUPABASE_JWT_SECRET")
         s["jwt_private_key"] = reader.secret("PROCESSOR_JWT_PRIVATE_KEY")
         s["jwt_kid"] = reader.text("PROCESSOR_JWT_KID")
+        s["processor_jwt_secret"] = reader.secret("PROCESSOR_JWT_SECRET")
+        s["processor_jwks"] = _jwks(reader.secret("PROCESSOR_JWKS"), problems, "PROCESSOR_JWKS")
         s["service_role_key"] = reader.secret("SUPABASE_SERVICE_ROLE_KEY")
         s["secret_keys"] = _secret_keys(reader.secret("SUPABASE_SECRET_KEYS"), problems)
         s["service_key_bearer"] = reader.flag("PROCESSOR_SERVICE_KEY_BEARER", False)
-        s["jwks"] = _jwks(reader.secret("SUPABASE_JWKS"), problems)
+        s["jwks"] = _jwks(reader.secret("SUPABASE_JWKS"), problems, "SUPABASE_JWKS")
         s["max_in_flight"] = reader.integer("PROCESSOR_MAX_IN_FLIGHT", 64, 1, 10_000)
         s["generator_in_flight"] = reader.integer("PROCESSOR_GENERATOR_IN_FLIGHT", 32, 1, 10_000)
         s["batch_size"] = reader.integer("PROCESSOR_BATCH_SIZE", 100, 1, 10_000)
@@ -155,9 +161,10 @@ class Settings:
                         f"FUNCTIONS_URL: required (no route configured for {', '.join(missing)})"
                     )
             _check_authority(s, problems)
-        if "verify" in need and not (s["secret_keys"] or s["service_role_key"] or s["jwt_secret"] or s["jwks"]):
+        if "verify" in need and not any(s[k] for k in ("secret_keys", "service_role_key", "jwt_secret", "jwks",
+                                                      "processor_jwks", "processor_jwt_secret", "jwt_private_key")):
             problems.append("SUPABASE_SECRET_KEYS: a generator needs at least one key to verify with "
-                            "(SUPABASE_SECRET_KEYS, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_JWT_SECRET or SUPABASE_JWKS)")
+                            "(SUPABASE_SECRET_KEYS, SUPABASE_SERVICE_ROLE_KEY, PROCESSOR_JWKS or PROCESSOR_JWT_SECRET)")
         if problems:
             raise ConfigError(problems)
         settings = cls(**s)
@@ -224,34 +231,27 @@ def _secret_keys(raw: str, problems: list[str]) -> dict[str, str]:
     return dict(parsed)
 
 
-def _jwks(raw: str, problems: list[str]) -> dict[str, Any] | None:
+def _jwks(raw: str, problems: list[str], name: str) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
         parsed = load_json(raw)
     except ValueError as exc:
-        problems.append(f"SUPABASE_JWKS: {exc} (inline JWKS, or SUPABASE_JWKS_FILE naming a file)")
+        problems.append(f"{name}: {exc} (inline JWKS, or {name}_FILE naming a file)")
         return None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
-        problems.append('SUPABASE_JWKS: expected {"keys": [...]}')
+        problems.append(f'{name}: expected {{"keys": [...]}}')
         return None
     if not all(isinstance(k, dict) and isinstance(k.get("kty"), str) for k in parsed["keys"]):
-        problems.append('SUPABASE_JWKS: every key must be a JSON object with a "kty"')
+        problems.append(f'{name}: every key must be a JSON object with a "kty"')
         return None
     return parsed
 
 
 def _check_authority(s: dict[str, Any], problems: list[str]) -> None:
-    if s["auth_mode"] == "scoped-jwt":
-        if not s["jwt_secret"] and not s["jwt_private_key"]:
-            problems.append(
-                "SUPABASE_JWT_SECRET: required for PROCESSOR_AUTH_MODE=scoped-jwt "
-                "(or PROCESSOR_JWT_PRIVATE_KEY for ES256)"
-            )
-        if s["jwt_private_key"] and "PRIVATE KEY" not in s["jwt_private_key"]:
-            problems.append("PROCESSOR_JWT_PRIVATE_KEY: not a PEM private key")
-        if s["jwt_secret"] and len(s["jwt_secret"]) < 32:
-            problems.append("SUPABASE_JWT_SECRET: shorter than 32 characters, which the platform never issues")
+    if s["auth_mode"] == "scoped-jwt":  # signed with the processor's own key, never the platform's secret
+        problems.extend(check_signing_settings(s["jwt_private_key"], s["jwt_kid"], s["processor_jwt_secret"],
+                                               s["jwt_secret"]))
     elif not s["secret_keys"] and not s["service_role_key"]:
         problems.append(
             "SUPABASE_SECRET_KEYS: required for PROCESSOR_AUTH_MODE=service-key "

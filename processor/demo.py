@@ -153,11 +153,11 @@ async def run(*, force: bool = False, log_format: str = "console") -> int:
                 before = await _snapshot(conn)
                 pool = await db.create_pool(url, min_size=1, max_size=6)
                 served = await reference_generator.start(
-                    pool, DEFAULT_GENERATORS, Keys(jwt_secret=DEMO_JWT_SECRET),
+                    pool, DEFAULT_GENERATORS, Keys(processor_secret=DEMO_JWT_SECRET),
                     behaviour=reference_generator.Behaviour(work_s=1.0))
                 print(f"demo: reference generator listening on {served.url}", flush=True)
                 settings = Settings.from_env({"DATABASE_URL": url, "FUNCTIONS_URL": served.url,
-                                              "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET, "PROCESSOR_TICK": "5",
+                                              "PROCESSOR_JWT_SECRET": DEMO_JWT_SECRET, "PROCESSOR_TICK": "5",
                                               "PROCESSOR_RESPONSE_TIMEOUT": "5", "PROCESSOR_GRACE": "3"},
                                              need=("database", "dispatch"))
                 daemon = Daemon(settings)

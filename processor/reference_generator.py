@@ -27,6 +27,7 @@ import asyncpg
 
 from processor.authority import AuthorityError, Keys, Principal, Verifier
 from processor.logs import get_logger
+from processor.minting import public_jwks_of
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -85,8 +86,8 @@ class ReferenceGenerator:
             return 413, {"error": "body_too_large", "message": f"body over {MAX_BODY_BYTES} bytes"}
         try:
             body = json.loads(raw or b"{}")
-        except ValueError:
-            return 400, {"error": "bad_json", "message": "body is not JSON"}
+        except (ValueError, RecursionError):  # RecursionError: a body nesting thousands deep
+            return 400, {"error": "bad_json", "message": "body is not JSON (or nests too deep)"}
         if not isinstance(body, dict):
             return 400, {"error": "bad_body", "message": "body must be a JSON object"}
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -178,9 +179,17 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 def keys_from(settings: Any) -> Keys:
-    """The verification keys a generator is configured with (processor.config.Settings)."""
+    """The verification keys a generator is configured with (processor.config.Settings).
+
+    The processor's public JWKS is PROCESSOR_JWKS, or the public half of PROCESSOR_JWT_PRIVATE_KEY when
+    the reference generator runs beside the daemon with the same settings.
+    """
+    processor_jwks = settings.processor_jwks
+    if processor_jwks is None and settings.jwt_private_key and settings.jwt_kid:
+        processor_jwks = public_jwks_of(settings.jwt_private_key, settings.jwt_kid)
     return Keys(secret_keys=settings.secret_keys, service_role_key=settings.service_role_key,
-                jwt_secret=settings.jwt_secret, jwks=settings.jwks)
+                jwt_secret=settings.jwt_secret, jwks=settings.jwks, processor_jwks=processor_jwks,
+                processor_secret=settings.processor_jwt_secret)
 
 
 class Served:

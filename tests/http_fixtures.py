@@ -18,7 +18,7 @@ from aiohttp import web
 from processor.config import Settings
 from processor.daemon import Daemon
 from tests.pg import as_daemon
-from tests.unit.keys import DEMO_JWT_SECRET
+from tests.unit.keys import processor_env
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -108,7 +108,7 @@ def settings_for(db_url: str, functions_url: str, **extra: str) -> Settings:
     env = {
         "DATABASE_URL": as_daemon(db_url),
         "FUNCTIONS_URL": functions_url,
-        "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET,
+        **processor_env(),
         "PROCESSOR_TICK": "30",
         "PROCESSOR_RESPONSE_TIMEOUT": "2",
         "PROCESSOR_CONNECT_TIMEOUT": "1",

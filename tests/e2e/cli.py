@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.pg import as_daemon
-from tests.unit.keys import DEMO_JWT_SECRET
+from tests.unit.keys import processor_env
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Result:
 
 def env_for(db_url: str, functions_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROCESSOR_", "SUPABASE_"))}
-    env.update({"DATABASE_URL": db_url, "FUNCTIONS_URL": functions_url, "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET,
+    env.update({"DATABASE_URL": db_url, "FUNCTIONS_URL": functions_url, **processor_env(),
                 "PROCESSOR_LOG_FORMAT": "json", **extra})
     return env
 

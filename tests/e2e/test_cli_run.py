@@ -88,9 +88,9 @@ async def test_bad_configuration_lists_every_problem_and_exits_2(db_url: str) ->
 
 
 async def test_missing_keys_for_the_mode_exit_2(db_url: str) -> None:
-    env = cli.env_for(db_url, SUPABASE_JWT_SECRET="")
+    env = cli.env_for(db_url, PROCESSOR_JWT_PRIVATE_KEY="", PROCESSOR_JWT_KID="")
     result = await cli.run("run", env=env)
-    assert result.code == 2 and "SUPABASE_JWT_SECRET: required for PROCESSOR_AUTH_MODE=scoped-jwt" in result.err
+    assert result.code == 2 and "PROCESSOR_JWT_PRIVATE_KEY: required for PROCESSOR_AUTH_MODE=scoped-jwt" in result.err
 
 
 async def test_an_old_schema_is_refused_with_the_command(empty_db_url: str) -> None:

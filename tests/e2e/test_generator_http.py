@@ -15,10 +15,11 @@ from processor.credentials import Delivery, Minter
 from tests.factories import SEED_ID, make_generation
 from tests.unit.keys import (
     DEMO_ANON_JWT,
-    DEMO_JWT_SECRET,
     DEMO_PUBLISHABLE_KEY,
     DEMO_SECRET_KEY,
     DEMO_SERVICE_ROLE_JWT,
+    PROCESSOR_KID,
+    processor_pair,
 )
 from tests.unit.test_authority import user_token
 
@@ -63,12 +64,18 @@ async def test_a_scoped_token_opens_exactly_its_generation(pool: asyncpg.Pool, g
         row_id = await make_generation(conn, user_id=owner, due=True)
         other = await make_generation(conn, due=True)
         await conn.fetch("SELECT * FROM genretry.claim('w', 10, '1 minute')")
-    token = Minter(jwt_secret=DEMO_JWT_SECRET).mint(Delivery(GEN, str(owner), str(row_id), 1))
+    minter = Minter(private_key_pem=processor_pair()[0], kid=PROCESSOR_KID)
+    token = minter.mint(Delivery(GEN, str(owner), str(row_id), 1))
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"{row_id}:1"}
     ok = await post(http, generator, headers, {"retryHistoryId": str(row_id), "retryAttempt": 1})
     assert ok.status_code == 202 and ok.json()["authority"] == "scoped-jwt"
-    again = await post(http, generator, headers, {"retryHistoryId": str(row_id), "retryAttempt": 1})
-    assert again.status_code == 409 and again.json()["error"] == "duplicate"
+    for key in (f"{row_id}:1", "another-key", "a-third-key"):  # the same token, whatever the Idempotency-Key
+        again = await post(http, generator, {**headers, "Idempotency-Key": key},
+                           {"retryHistoryId": str(row_id), "retryAttempt": 1})
+        assert (again.status_code, again.json()["error"]) == (409, "token_replayed")
+    fresh = {**headers, "Authorization": f"Bearer {minter.mint(Delivery(GEN, str(owner), str(row_id), 1))}"}
+    duplicate = await post(http, generator, fresh, {"retryHistoryId": str(row_id), "retryAttempt": 1})
+    assert (duplicate.status_code, duplicate.json()["error"]) == (409, "duplicate")
     wrong_row = await post(http, generator, {"Authorization": f"Bearer {token}"}, {"retryHistoryId": str(other)})
     assert (wrong_row.status_code, wrong_row.json()["error"]) == (403, "retry_id_mismatch")
     wrong_gen = await post(http, generator, {"Authorization": f"Bearer {token}"}, {"retryHistoryId": str(row_id)},

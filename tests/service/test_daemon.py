@@ -10,12 +10,11 @@ import asyncpg
 import structlog
 
 from processor import reference_generator
-from processor.authority import Keys
 from processor.config import DEFAULT_GENERATORS
 from tests.factories import SEED_ID, events, make_generation
 from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
 from tests.pg import DAEMON_ROLE
-from tests.unit.keys import DEMO_JWT_SECRET
+from tests.unit.keys import GENERATOR_KEYS
 
 StartDaemon = Callable[..., Awaitable[Running]]
 
@@ -23,7 +22,7 @@ StartDaemon = Callable[..., Awaitable[Running]]
 async def test_stuck_rows_are_rescued_and_completed(db_url: str, conn: asyncpg.Connection,
                                                     start_daemon: StartDaemon) -> None:
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
-    served = await reference_generator.start(pool, DEFAULT_GENERATORS, Keys(jwt_secret=DEMO_JWT_SECRET),
+    served = await reference_generator.start(pool, DEFAULT_GENERATORS, GENERATOR_KEYS,
                                              behaviour=reference_generator.Behaviour(work_s=0.2))
     try:
         stuck = [await make_generation(conn, due=True, generator=g) for g in DEFAULT_GENERATORS]

@@ -50,9 +50,30 @@ def rsa_pair() -> tuple[str, dict[str, Any]]:
     return pem, jwk
 
 
+PROCESSOR_KID = "gp-test-1"
+PROCESSOR_SECRET = "processor-only-shared-secret-for-the-tests-0123456789"
+
+
+@cache
+def processor_pair() -> tuple[str, dict[str, Any]]:
+    """The processor's own ES256 key in the tests: (private PEM, public JWK with kid)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=PROCESSOR_KID, alg="ES256", use="sig")
+    return pem, jwk
+
+
+def processor_env() -> dict[str, str]:
+    """The daemon's signing settings in the tests (ES256, the default)."""
+    return {"PROCESSOR_JWT_PRIVATE_KEY": processor_pair()[0], "PROCESSOR_JWT_KID": PROCESSOR_KID}
+
+
 def generator_keys() -> Keys:
     """What the reference generator verifies with in the tests."""
-    return Keys(secret_keys={"default": DEMO_SECRET_KEY}, jwt_secret=DEMO_JWT_SECRET, jwks={"keys": [ec_pair()[1]]})
+    return Keys(secret_keys={"default": DEMO_SECRET_KEY}, jwt_secret=DEMO_JWT_SECRET, jwks={"keys": [ec_pair()[1]]},
+                processor_jwks={"keys": [processor_pair()[1]]}, processor_secret=PROCESSOR_SECRET)
 
 
 GENERATOR_KEYS = generator_keys()

@@ -21,7 +21,10 @@ from tests.unit.keys import (
     DEMO_PUBLISHABLE_KEY,
     DEMO_SECRET_KEY,
     DEMO_SERVICE_ROLE_JWT,
+    PROCESSOR_KID,
+    PROCESSOR_SECRET,
     ec_pair,
+    processor_pair,
     rsa_pair,
 )
 
@@ -41,6 +44,8 @@ def verifier(**keys: Any) -> Verifier:
         "service_role_key": "",
         "jwt_secret": DEMO_JWT_SECRET,
         "jwks": {"keys": [ec_pair()[1], rsa_pair()[1]]},
+        "processor_jwks": {"keys": [processor_pair()[1]]},
+        "processor_secret": PROCESSOR_SECRET,
     }
     defaults.update(keys)
     return Verifier(GENERATOR, Keys(**defaults), owner_of)
@@ -61,7 +66,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def scoped(retry_id: str = ALICE_ROW, user: str = ALICE, attempt: int = 1, generator: str = GENERATOR,
            minter: Minter | None = None) -> str:
-    minter = minter or Minter(jwt_secret=DEMO_JWT_SECRET)
+    minter = minter or Minter(private_key_pem=processor_pair()[0], kid=PROCESSOR_KID)
     return minter.mint(Delivery(generator, user, retry_id, attempt))
 
 
@@ -236,7 +241,7 @@ def _claims(token: str) -> dict[str, Any]:
 async def test_minted_token_carries_the_spec_claims() -> None:
     token = scoped(attempt=3)
     c = _claims(token)
-    assert c["iss"] == "generation-processor" and c["role"] == "service_role" and c["aud"] == GENERATOR
+    assert c["iss"] == "generation-processor" and c["role"] != "service_role" and c["aud"] == GENERATOR
     assert (c["sub"], c["retry_history_id"], c["attempt"]) == (ALICE, ALICE_ROW, 3)
     assert c["exp"] - c["iat"] == 300 and uuid.UUID(c["jti"])
     assert _claims(scoped())["jti"] != c["jti"]
@@ -252,25 +257,78 @@ async def test_changing_any_claim_breaks_the_token(claim: str, value: Any) -> No
     header, _, sig = token.split(".")
     payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
     err = await refused(bearer(f"{header}.{payload}.{sig}"), {"retryHistoryId": ALICE_ROW, "retryAttempt": 1})
-    assert err.status == 401 and err.code == "bad_signature"
+    # another issuer is checked against the platform's keys, which do not hold the processor's kid
+    assert err.status == 401 and err.code == ("unknown_kid" if claim == "iss" else "bad_signature")
 
 
 async def test_resigned_with_another_key_or_expired_is_refused() -> None:
-    other = Minter(jwt_secret="x" * 40)
+    other = Minter(shared_secret="x" * 40)
     err = await refused(bearer(scoped(minter=other)), {"retryHistoryId": ALICE_ROW})
     assert err.code == "bad_signature"
-    old = Minter(jwt_secret=DEMO_JWT_SECRET).mint(Delivery(GENERATOR, ALICE, ALICE_ROW, 1), now=time.time() - 400)
+    old = Minter(shared_secret=PROCESSOR_SECRET).mint(Delivery(GENERATOR, ALICE, ALICE_ROW, 1), now=time.time() - 400)
     assert (await refused(bearer(old), {"retryHistoryId": ALICE_ROW})).code == "token_expired"
 
 
 async def test_es256_minted_token_verifies_with_the_public_jwk() -> None:
-    pem, _jwk = ec_pair()
-    minter = Minter(private_key_pem=pem, kid="ec-1")
-    p = await decide(bearer(scoped(minter=minter)), {"retryHistoryId": ALICE_ROW}, verifier(jwt_secret=""))
+    p = await decide(bearer(scoped()), {"retryHistoryId": ALICE_ROW}, verifier(jwt_secret="", processor_secret=""))
     assert p.authority == "scoped-jwt"
-    assert jwt.get_unverified_header(scoped(minter=minter))["alg"] == "ES256"
+    assert jwt.get_unverified_header(scoped()) == {"alg": "ES256", "typ": "JWT", "kid": PROCESSOR_KID}
+
+
+async def test_hs256_minted_token_verifies_with_the_shared_secret_only() -> None:
+    minter = Minter(shared_secret=PROCESSOR_SECRET)
+    p = await decide(bearer(scoped(minter=minter)), {"retryHistoryId": ALICE_ROW}, verifier(processor_jwks=None))
+    assert (p.authority, p.user_id) == ("scoped-jwt", ALICE)
+    # the platform's JWT secret is not the processor's: a generator holding only that refuses the token
+    err = await refused(bearer(scoped(minter=minter)), {"retryHistoryId": ALICE_ROW}, verifier(processor_secret=""))
+    assert (err.status, err.code) == (401, "hs256_not_configured")
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["es256", "hs256"])
+def test_a_minted_token_fails_verification_with_the_platforms_jwt_secret(shared: bool) -> None:
+    # what the platform's REST API and gateway do with a token: verify it with the project's JWT secret
+    minter = Minter(shared_secret=PROCESSOR_SECRET) if shared else Minter(private_key_pem=processor_pair()[0],
+                                                                          kid=PROCESSOR_KID)
+    token = scoped(minter=minter)
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(token, DEMO_JWT_SECRET, algorithms=["HS256"], options={"verify_aud": False})
+    with pytest.raises(jwt.InvalidTokenError):  # nor with the platform's asymmetric signing key
+        jwt.decode(token, jwt.PyJWK(ec_pair()[1]).key, algorithms=["ES256"], options={"verify_aud": False})
+    assert _claims(token)["role"] not in ("service_role", "authenticated", "anon")
+
+
+async def test_a_scoped_token_opens_one_delivery_once() -> None:
+    v = verifier()
+    token, body = scoped(), {"retryHistoryId": ALICE_ROW, "retryAttempt": 1}
+    assert (await decide(bearer(token), body, v)).authority == "scoped-jwt"
+    for _ in range(3):  # the same token again, whatever else changes (another Idempotency-Key)
+        err = await refused({**bearer(token), "Idempotency-Key": str(uuid.uuid4())}, body, v)
+        assert (err.status, err.code) == (409, "token_replayed")
+    assert (await decide(bearer(scoped()), body, v)).authority == "scoped-jwt"  # a new token is a new delivery
+
+
+async def test_an_owner_lookup_that_fails_is_503_never_404() -> None:
+    async def down(_retry_id: str) -> str | None:
+        raise ConnectionError("REST API answered 503")
+
+    v = Verifier(GENERATOR, verifier().keys, down)
+    for headers in ({"apikey": DEMO_SECRET_KEY}, bearer(scoped()), bearer(user_token())):
+        err = await refused(headers, {"retryHistoryId": ALICE_ROW, "retryAttempt": 1}, v)
+        assert (err.status, err.code) == (503, "owner_lookup_failed")
 
 
 def test_service_key_headers() -> None:
     assert service_key_headers(DEMO_SECRET_KEY) == {"apikey": DEMO_SECRET_KEY}
     assert service_key_headers(DEMO_SECRET_KEY, also_bearer=True)["Authorization"] == f"Bearer {DEMO_SECRET_KEY}"
+
+
+def test_the_platforms_jwt_secret_is_refused_as_the_processors() -> None:
+    from processor.config import Settings
+    from processor.errors import ConfigError
+
+    env = {"DATABASE_URL": "postgresql://u@h/d", "FUNCTIONS_URL": "https://x.supabase.co/functions/v1",
+           "SUPABASE_JWT_SECRET": DEMO_JWT_SECRET, "PROCESSOR_JWT_SECRET": DEMO_JWT_SECRET}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env, need=("database", "dispatch"))
+    assert [p.split(":")[0] for p in info.value.problems] == ["PROCESSOR_JWT_SECRET"]
+    assert DEMO_JWT_SECRET not in str(info.value)

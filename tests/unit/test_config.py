@@ -10,7 +10,7 @@ from processor.config import Settings
 from processor.errors import ConfigError
 
 BASE = {"DATABASE_URL": "postgresql://u:p@h:5432/d", "FUNCTIONS_URL": "https://ref.supabase.co/functions/v1",
-        "SUPABASE_JWT_SECRET": "s" * 40}
+        "PROCESSOR_JWT_SECRET": "s" * 40}
 
 
 def problems(env: dict[str, str], need: tuple[str, ...] = ("database", "dispatch")) -> list[str]:
@@ -33,7 +33,7 @@ def test_every_problem_is_reported_at_once() -> None:
                       "PROCESSOR_METRICS_ADDR": "nowhere"})
     names = [p.split(":")[0] for p in found]
     assert names == ["DATABASE_URL", "FUNCTIONS_URL", "PROCESSOR_AUTH_MODE", "PROCESSOR_BATCH_SIZE",
-                     "PROCESSOR_TICK", "PROCESSOR_LISTEN", "PROCESSOR_METRICS_ADDR", "SUPABASE_JWT_SECRET"]
+                     "PROCESSOR_TICK", "PROCESSOR_LISTEN", "PROCESSOR_METRICS_ADDR", "PROCESSOR_JWT_PRIVATE_KEY"]
     assert all("\n" not in p for p in found)
 
 
