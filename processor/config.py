@@ -80,7 +80,8 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Every configured secret, the database password included: scrubbed from peers' text."""
-        values = [self.jwt_secret, self.jwt_private_key, self.service_role_key, *self.secret_keys.values(),
+        values = [self.jwt_secret, self.processor_jwt_secret, self.jwt_private_key, self.service_role_key,
+                  *self.secret_keys.values(),
                   *scrub.url_passwords(self.database_url)]
         return [v for v in values if v]
 

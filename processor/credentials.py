@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from processor.config import Settings
-from processor.minting import Delivery, Minter
+from processor.errors import ConfigError
+from processor.minting import Delivery, Minter, SigningKeyError
 
 __all__ = ["Authority", "Delivery", "Minter", "service_key_headers"]
 
@@ -23,9 +24,12 @@ class Authority:
         self.mode = settings.auth_mode
         self._key = settings.service_key
         self._also_bearer = settings.service_key_bearer
-        self._minter = Minter(private_key_pem=settings.jwt_private_key, kid=settings.jwt_kid,
-                              shared_secret=settings.processor_jwt_secret,
-                              ttl_s=settings.token_ttl_s) if self.mode == "scoped-jwt" else None
+        try:
+            self._minter = Minter(private_key_pem=settings.jwt_private_key, kid=settings.jwt_kid,
+                                  shared_secret=settings.processor_jwt_secret,
+                                  ttl_s=settings.token_ttl_s) if self.mode == "scoped-jwt" else None
+        except SigningKeyError as exc:  # the configuration check missed it: still one line naming the setting
+            raise ConfigError([f"PROCESSOR_JWT_PRIVATE_KEY: {exc}"]) from None
 
     def headers(self, d: Delivery) -> dict[str, str]:
         if self._minter is not None:
