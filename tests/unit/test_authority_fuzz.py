@@ -98,7 +98,7 @@ def test_mutated_valid_credentials_are_refused_cleanly(which: int, data: st.Data
     token = mutate(original, data)
     headers = {where: f"Bearer {token}" if where == "Authorization" else token}
     err = _outcome(headers, {"retryHistoryId": ALICE_ROW, "retryAttempt": 1})
-    if token == original:
+    if token.strip(" \t") == original:  # HTTP drops a header value's surrounding blanks (RFC 9110 5.5): the same
         return
     assert err is not None, f"accepted a mutated credential {token!r}"
     assert err.status in (400, 401, 403, 404, 409)
