@@ -51,6 +51,9 @@ BEGIN
         RAISE EXCEPTION 'genretry.record_delivery: unknown outcome %', p_outcome
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the daemon's role records on the server's clock and with a jitter in [0, 1] (issue 10, class 10)
+    p_now := genretry.caller_clock(p_now);
+    p_jitter := least(greatest(coalesce(p_jitter, 0.5), 0.0), 1.0);
     PERFORM set_config('genretry.quiet', 'on', true);
 
     SELECT * INTO h FROM public.generation_history g WHERE g.id = p_id FOR UPDATE;
@@ -78,9 +81,9 @@ BEGIN
             new_deadline := p_now + pol.stale_after;
         WHEN 'server_error' THEN
             new_phase := 'backoff';
-            new_deadline := p_now + genretry.backoff_delay(pol, h.retry_count + 1, p_jitter);
+            new_deadline := p_now + genretry.backoff_delay(pol, least(h.retry_count, 2147483646) + 1, p_jitter);
         WHEN 'unreachable' THEN
-            new_failures := h.dispatch_failures + 1;
+            new_failures := least(h.dispatch_failures, 2147483646) + 1;  -- a hostile row at int max
             IF new_failures >= pol.max_dispatch_failures THEN
                 new_status := 'failed';
                 new_error := format('generator unreachable: %s (%s failed deliveries to %s)',
@@ -117,7 +120,7 @@ BEGIN
     UPDATE public.generation_history g SET
         status = new_status,
         error_message = new_error,
-        retry_count = g.retry_count + CASE WHEN counted THEN 1 ELSE 0 END,
+        retry_count = least(g.retry_count, 2147483646) + CASE WHEN counted THEN 1 ELSE 0 END,
         dispatch_failures = new_failures,
         retry_phase = new_phase,
         deadline_at = new_deadline,
@@ -150,12 +153,12 @@ BEGIN
     IF circuit_failure THEN
         INSERT INTO genretry.generator_state AS s (generator, consecutive_failures, updated_at)
         VALUES (h.generator, 1, p_now)
-        ON CONFLICT (generator) DO UPDATE SET consecutive_failures = s.consecutive_failures + 1, updated_at = p_now
+        ON CONFLICT (generator) DO UPDATE SET consecutive_failures = least(s.consecutive_failures, 2147483646) + 1, updated_at = p_now
         RETURNING * INTO st;
         IF (st.state = 'closed' AND (p_outcome = 'unauthorized' OR st.consecutive_failures >= pol.pause_after_failures))
            OR (st.state = 'probing' AND st.probe_lease = p_lease_id) THEN
             UPDATE genretry.generator_state s SET
-                state = 'open', pauses = s.pauses + 1, opened_at = p_now,
+                state = 'open', pauses = least(s.pauses, 2147483646) + 1, opened_at = p_now,
                 open_until = p_now + least(pol.backoff_max, pol.pause_for * power(2, least(s.pauses, 20))),
                 reason = format('%s from %s', label, h.generator), probe_lease = NULL, probe_until = NULL
             WHERE s.generator = h.generator

@@ -99,3 +99,34 @@ async def test_the_owner_keeps_its_clock(conn: asyncpg.Connection) -> None:
     assert [r["id"] for r in claimed] == [row_id]
     assert await conn.fetchval(
         "SELECT lease_until > now() + interval '2 hours 6 minutes' FROM generation_history WHERE id = $1", row_id)
+
+
+async def test_the_daemon_cannot_push_a_recorded_deadline_with_its_own_clock(conn: asyncpg.Connection,
+                                                                             daemon: asyncpg.Connection) -> None:
+    """record_deliveries from the daemon's role runs on the server's clock: a clock a year ahead (or in
+    2021) cannot park a row for a year, nor make it due at once; a hostile jitter cannot stretch a backoff."""
+    for clock, jitter in (("now() + interval '1 year'", "1e9"), ("'2021-01-01'::timestamptz", "-1e9")):
+        row_id = await make_generation(conn, due=True)
+        claimed = await daemon.fetch("SELECT * FROM genretry.claim('d1', 10, '1 minute')")
+        assert [r["id"] for r in claimed] == [row_id]
+        await daemon.fetch(
+            f"SELECT * FROM genretry.record_delivery($1, $2, 'server_error', 500, '{{}}'::jsonb, NULL, 'd1', "
+            f"{clock}, {jitter})", row_id, claimed[0]["lease_id"])
+        ahead = await conn.fetchval("SELECT deadline_at - now() FROM generation_history WHERE id = $1", row_id)
+        assert timedelta(seconds=1) < ahead < timedelta(minutes=6), (clock, ahead)  # a first backoff: 5 s ± 20 %
+
+
+async def test_counters_at_the_integer_maximum_do_not_break_recording(conn: asyncpg.Connection,
+                                                                     daemon: asyncpg.Connection) -> None:
+    """A row (or a generator's circuit state) whose counters someone set to the integer maximum: recording
+    an outcome fails the row with its message instead of raising 'integer out of range' forever."""
+    row_id = await make_generation(conn, due=True)
+    await conn.execute("ALTER TABLE generation_history DISABLE TRIGGER USER")
+    await conn.execute("UPDATE generation_history SET dispatch_failures = 2147483647 WHERE id = $1", row_id)
+    await conn.execute("ALTER TABLE generation_history ENABLE TRIGGER USER")
+    claimed = await daemon.fetch("SELECT * FROM genretry.claim('d1', 10, '1 minute')")
+    assert [r["id"] for r in claimed] == [row_id]
+    await daemon.fetch("SELECT * FROM genretry.record_delivery($1, $2, 'unreachable')", row_id,
+                       claimed[0]["lease_id"])
+    r = await row(conn, row_id)
+    assert r["status"] == "failed" and r["error_message"].startswith("generator unreachable")
