@@ -78,6 +78,7 @@ class Daemon:
             self._install_signals()
         pool = await db.create_pool(s.database_url, min_size=1, max_size=min(s.max_in_flight, 8) + 2,
                                     command_timeout=db.COMMAND_TIMEOUT_S,
+                                    server_settings={"lock_timeout": db.LOCK_TIMEOUT_MS},
                                     **({} if self.listen else {"statement_cache_size": 0}))
         client = delivery.make_client(max_connections=s.max_in_flight, connect_timeout_s=s.connect_timeout_s,
                                       response_timeout_s=s.response_timeout_s)

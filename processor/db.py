@@ -15,6 +15,9 @@ from processor.errors import DatabaseError
 
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 30.0  # a statement on a half-open connection must not hang a task forever
+# The daemon never waits long for a lock another transaction holds (an admin's open transaction): its
+# claims skip locked rows, its records come back 'locked', and anything else times out and is retried.
+LOCK_TIMEOUT_MS = "2000"
 
 # Everything the database layer raises when the database, the network or the driver fails. The daemon
 # backs off from these and goes on; it never exits because of one (SPEC 7, issue 10 class 14).

@@ -26,6 +26,15 @@ async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, po
     metrics.count_from("genretry_bad_notifications", "notification payloads that were not valid hints",
                        lambda: daemon.listener.bad_payloads if daemon.listener is not None else 0)
 
+    def recorder() -> Any:
+        return None if daemon.scheduler is None else daemon.scheduler.recorder
+
+    metrics.gauge_from("genretry_outcomes_waiting", "outcomes not recorded yet because their row is locked",
+                       lambda: recorder().waiting() if recorder() is not None else 0)
+    metrics.gauge_from("genretry_oldest_waiting_outcome_seconds",
+                       "how long the oldest outcome not recorded yet has waited",
+                       lambda: recorder().oldest_wait_s() if recorder() is not None else 0.0)
+
     async def metrics_page(_request: web.Request) -> web.Response:
         try:
             row = await pool.fetchrow(GAUGES)
@@ -39,9 +48,11 @@ async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, po
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:
-        healthy = bool(daemon.healthy) and not daemon.stop.is_set()
+        stalled = recorder() is not None and bool(recorder().stalled)
+        healthy = bool(daemon.healthy) and not daemon.stop.is_set() and not stalled
         return web.json_response({"healthy": healthy, "ready": daemon.ready.is_set(),
-                                  "listener": None if daemon.listener is None else daemon.listener.healthy},
+                                  "listener": None if daemon.listener is None else daemon.listener.healthy,
+                                  "recorder_stalled": stalled},
                                  status=200 if healthy else 503)
 
     app = web.Application()

@@ -53,7 +53,7 @@ class Scheduler:
         self.on_deadline: Callable[[float], None] = lambda _epoch: None
         self.outcomes: Counter[str] = Counter()
         self._per_generator: dict[str, asyncio.Semaphore] = {}
-        self.recorder = Recorder(pool, settings.worker_id)
+        self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
         # Our own fault (a key that cannot sign): every claim would fail the same way, so the daemon stops
         # rather than burn rows. run_once() raises it; on_fatal lets the daemon wake up to do so at once.
         self.fatal: ConfigError | None = None

@@ -12,6 +12,7 @@ GRANT EXECUTE ON FUNCTION
     genretry.claim(text, integer, interval, timestamptz),
     genretry.record_delivery(uuid, uuid, text, integer, jsonb, interval, text, timestamptz, double precision),
     genretry.record_deliveries(jsonb, text, timestamptz),
+    genretry.extend_leases(jsonb, interval),
     genretry.next_wakeup(timestamptz),
     genretry.metrics_snapshot()
     TO genretry_processor;
