@@ -29,11 +29,8 @@ async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, po
     def recorder() -> Any:
         return None if daemon.scheduler is None else daemon.scheduler.recorder
 
-    metrics.gauge_from("genretry_outcomes_waiting", "outcomes not recorded yet because their row is locked",
-                       lambda: recorder().waiting() if recorder() is not None else 0)
-    metrics.gauge_from("genretry_oldest_waiting_outcome_seconds",
-                       "how long the oldest outcome not recorded yet has waited",
-                       lambda: recorder().oldest_wait_s() if recorder() is not None else 0.0)
+    metrics.outcomes_waiting.set_function(lambda: recorder().waiting() if recorder() is not None else 0)
+    metrics.oldest_waiting_outcome.set_function(lambda: recorder().oldest_wait_s() if recorder() is not None else 0)
 
     async def metrics_page(_request: web.Request) -> web.Response:
         try:

@@ -96,7 +96,11 @@ class Metrics:
                                                        ["generator"], buckets=LATENCY_BUCKETS, registry=r),
                                              self.generator_label)
         self._counts = _Counts()
-        self._gauges: dict[str, Gauge] = {}
+        # read from the recorder at scrape time (health.serve points them at it)
+        self.outcomes_waiting = Gauge("genretry_outcomes_waiting",
+                                      "outcomes not recorded yet because their row is locked", registry=r)
+        self.oldest_waiting_outcome = Gauge("genretry_oldest_waiting_outcome_seconds",
+                                            "how long the oldest outcome not recorded yet has waited", registry=r)
         r.register(self._counts)
         # the listener's own counters; health.serve points them at the running listener
         self.count_from("genretry_listener_reconnects", "times the LISTEN connection was re-established", lambda: 0)
@@ -113,9 +117,3 @@ class Metrics:
     def count_from(self, name: str, doc: str, read: Callable[[], int]) -> None:
         """Expose an integer another part keeps (read at scrape time) as counter `name`_total."""
         self._counts.sources[name] = (doc, read)
-
-    def gauge_from(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        """Expose a value another part keeps as gauge `name`, read at scrape time (once per name)."""
-        if name not in self._gauges:
-            self._gauges[name] = Gauge(name, doc, registry=self.registry)
-        self._gauges[name].set_function(read)
