@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from processor import db
 from processor.logs import get_logger
 from processor.metrics import Metrics
 
@@ -39,7 +40,7 @@ async def serve(daemon: Any, metrics: Metrics, pool: asyncpg.Pool, host: str, po
                 metrics.due_rows.set(row["due"])
                 metrics.oldest_overdue.set(row["oldest_overdue_s"])
                 metrics.paused_generators.set(row["paused"])
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except db.TRANSIENT_ERRORS as exc:
             log.warning("metrics_query_failed", error=str(exc)[:200])
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from processor import db
 from processor.authority import AuthorityError, Keys, Principal, Verifier
 from processor.logs import get_logger
 from processor.minting import public_jwks_of
@@ -146,7 +147,7 @@ class ReferenceGenerator:
             done = await self.pool.fetchval(
                 "SELECT genretry.finish($1::uuid, $2, 'completed', NULL)", gen_id, attempt)
             log.info("generation_finished", generation_id=gen_id, attempt=attempt, recorded=done)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except db.TRANSIENT_ERRORS as exc:
             log.warning("generation_error", error=str(exc)[:200])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

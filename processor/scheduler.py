@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 
 from processor import delivery, routing
+from processor.backoff import Backoff
 from processor.config import Settings
 from processor.credentials import Authority, Delivery
 from processor.errors import ConfigError
@@ -230,22 +231,22 @@ class Scheduler:
         # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;
         # after that the lease runs out and the row is redelivered with the same attempt (nothing is lost).
         give_up_at = claimed_at + self.settings.lease_s * 0.9
-        wait = 0.25
+        backoff = Backoff(first_s=0.25, cap_s=5.0)
         try:
             while True:
                 try:
                     rec = await self.recorder.record(row["id"], row["lease_id"], outcome)
                     break
                 except DB_ERRORS as exc:
+                    wait = backoff.next()
                     if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
                         self.metrics.record_failures.inc()
                         self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind,
                                        error=str(exc)[:200])
                         return
                     self.log.warning("record_retry", generation_id=str(row["id"]), error=str(exc)[:200],
-                                     retry_in_s=wait)
+                                     retry_in_s=round(wait, 2))
                     await asyncio.sleep(wait)
-                    wait = min(wait * 2, 5.0)
         finally:
             self.recording -= 1
             self._maybe_signal()
