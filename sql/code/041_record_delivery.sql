@@ -32,7 +32,6 @@ AS $$
 DECLARE
     h public.generation_history;
     pol genretry.policy;
-    st genretry.generator_state;
     live boolean;
     counted boolean := p_outcome IN ('accepted', 'timeout', 'server_error');
     circuit_failure boolean := p_outcome IN ('unreachable', 'server_error', 'unauthorized', 'timeout');
@@ -148,44 +147,9 @@ BEGIN
             jsonb_build_object('error_message', h.error_message), p_worker, session_user, p_now);
     END IF;
 
-    -- The circuit. Successes only write when something changes, so the happy path stays a read.
-    SELECT * INTO st FROM genretry.generator_state s WHERE s.generator = h.generator;
-    IF circuit_failure THEN
-        INSERT INTO genretry.generator_state AS s (generator, consecutive_failures, updated_at)
-        VALUES (h.generator, 1, p_now)
-        ON CONFLICT (generator) DO UPDATE SET consecutive_failures = least(s.consecutive_failures, 2147483646) + 1, updated_at = p_now
-        RETURNING * INTO st;
-        IF (st.state = 'closed' AND (p_outcome = 'unauthorized' OR st.consecutive_failures >= pol.pause_after_failures))
-           OR (st.state = 'probing' AND st.probe_lease = p_lease_id) THEN
-            UPDATE genretry.generator_state s SET
-                state = 'open', pauses = least(s.pauses, 2147483646) + 1, opened_at = p_now,
-                open_until = p_now + least(pol.backoff_max, pol.pause_for * power(2, least(s.pauses, 20))),
-                reason = format('%s from %s', label, h.generator), probe_lease = NULL, probe_until = NULL
-            WHERE s.generator = h.generator
-            RETURNING * INTO st;
-            change := 'opened';
-            PERFORM genretry.log_event(h.id, h.generator, h.attempt, 'generator_paused',
-                jsonb_build_object('reason', st.reason, 'open_until', st.open_until,
-                                   'consecutive_failures', st.consecutive_failures),
-                p_worker, session_user, p_now);
-        END IF;
-    ELSIF circuit_success AND FOUND AND (st.consecutive_failures > 0 OR st.state <> 'closed') THEN
-        IF st.state = 'closed' OR st.probe_lease = p_lease_id THEN
-            UPDATE genretry.generator_state s SET
-                state = 'closed', consecutive_failures = 0, pauses = 0, reason = NULL,
-                open_until = NULL, probe_lease = NULL, probe_until = NULL, updated_at = p_now
-            WHERE s.generator = h.generator;
-            IF st.state <> 'closed' THEN
-                change := 'closed';
-                PERFORM genretry.log_event(h.id, h.generator, h.attempt, 'generator_resumed',
-                    jsonb_build_object('after', st.reason), p_worker, session_user, p_now);
-            END IF;
-        END IF;
-    ELSIF p_outcome IN ('released', 'unsendable') AND FOUND AND st.state = 'probing' AND st.probe_lease = p_lease_id THEN
-        -- the probe told us nothing: let the next claim probe again
-        UPDATE genretry.generator_state s SET state = 'open', open_until = p_now, probe_lease = NULL,
-            probe_until = NULL WHERE s.generator = h.generator;
-    END IF;
+    -- the generator's circuit breaker (039_circuit_after.sql)
+    change := genretry.circuit_after(h, p_outcome, label, p_lease_id, circuit_failure, circuit_success, pol,
+                                     p_worker, p_now);
 
     RETURN QUERY SELECT 'recorded'::text, h.status, h.deadline_at, h.retry_count, h.dispatch_failures,
                         CASE WHEN live AND h.status = 'failed' THEN h.error_message END, change;
