@@ -29,6 +29,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from processor import __version__, scrub
 from processor.answer import MAX_ANSWER_BYTES, read_answer
+from processor.contracts import COUNTED, OutcomeKind
 
 USER_AGENT = f"generation-processor/{__version__}"
 MAX_MESSAGE_CHARS = 500
@@ -36,11 +37,10 @@ MAX_RETRY_AFTER_S = 3600.0
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # a stored request larger than this is never sent
 MAX_REQUEST_DEPTH = 256  # nor one nesting deeper than this: generators' JSON parsers have limits too
 
-# Outcome kinds, as genretry.record_delivery names them.
-ACCEPTED, TIMEOUT, SERVER_ERROR = "accepted", "timeout", "server_error"
-UNREACHABLE, UNAUTHORIZED, REJECTED, RELEASED = "unreachable", "unauthorized", "rejected", "released"
-UNSENDABLE = "unsendable"  # the stored row cannot be sent: the row fails, nothing was sent
-COUNTED = frozenset({ACCEPTED, TIMEOUT, SERVER_ERROR})
+# Outcome kinds (processor.contracts), by their short names.
+ACCEPTED, TIMEOUT, SERVER_ERROR = OutcomeKind.ACCEPTED, OutcomeKind.TIMEOUT, OutcomeKind.SERVER_ERROR
+UNREACHABLE, UNAUTHORIZED, REJECTED = OutcomeKind.UNREACHABLE, OutcomeKind.UNAUTHORIZED, OutcomeKind.REJECTED
+RELEASED, UNSENDABLE = OutcomeKind.RELEASED, OutcomeKind.UNSENDABLE
 
 __all__ = ["MAX_ANSWER_BYTES", "Outcome", "Unsendable", "classify_status", "deliver", "make_client",
            "parse_retry_after", "peer_text", "request_body"]
@@ -50,7 +50,7 @@ __all__ = ["MAX_ANSWER_BYTES", "Outcome", "Unsendable", "classify_status", "deli
 class Outcome:
     """What became of one delivery."""
 
-    kind: str
+    kind: OutcomeKind
     http_status: int | None = None
     label: str = ""  # short, for reasons and logs: "202", "503", "connection refused"
     message: str = ""  # the generator's own words, when it gave any (always through peer_text)
@@ -118,7 +118,7 @@ def _depth_over(text: str, limit: int) -> bool:
 
 # --- classifying ------------------------------------------------------------------------------------
 
-def classify_status(status: int) -> str:
+def classify_status(status: int) -> OutcomeKind:
     """The SPEC section 4 table for an HTTP status."""
     if status < 200 or status > 599 or status == 408:
         return UNREACHABLE  # not an answer from a generator at all: no verdict on the row

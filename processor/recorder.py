@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from processor.backoff import Backoff
+from processor.contracts import RecordResult, Verdict
 from processor.db import TRANSIENT_ERRORS
 from processor.delivery import Outcome
 from processor.errors import DatabaseError
@@ -34,7 +35,7 @@ DB_ERRORS = TRANSIENT_ERRORS
 @dataclass
 class _Pending:
     element: dict[str, Any]
-    future: asyncio.Future[asyncpg.Record | None]
+    future: asyncio.Future[Verdict | None]
     since: float = field(default_factory=time.monotonic)
     backoff: Backoff | None = None
 
@@ -70,7 +71,7 @@ class Recorder:
     def _again_later(self, p: _Pending) -> None:
         """The row was locked by another transaction: record this outcome again after a short backoff."""
         if p.backoff is None:
-            p.backoff = Backoff(first_s=0.25, cap_s=2.0)
+            p.backoff = Backoff(first_s=0.01, cap_s=2.0)  # most locks are a generator's own brief update
         self._waiting[id(p)] = p
         self._retries[id(p)] = asyncio.get_running_loop().call_later(p.backoff.next(), self._retry, p)
         if self._watch is None or self._watch.done():
@@ -113,14 +114,14 @@ class Recorder:
         except DB_ERRORS as exc:  # next round; a lease that runs out costs a redelivery, never the outcome
             self.log.warning("lease_extension_failed", error=str(exc)[:200])
 
-    async def record(self, row_id: Any, lease_id: Any, outcome: Outcome) -> asyncpg.Record | None:
+    async def record(self, row_id: Any, lease_id: Any, outcome: Outcome) -> Verdict | None:
         """Queue one outcome and wait for its verdict. Raises what the database raised for its batch."""
         element = {
             "id": str(row_id), "lease_id": str(lease_id), "outcome": outcome.kind, "http_status": outcome.http_status,
             "detail": {"label": outcome.label, "message": outcome.message, "duration_ms": outcome.duration_ms},
             "retry_after_s": outcome.retry_after_s,
         }
-        future: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Verdict | None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(element, future))
         if len(self._queue) >= self.max_batch:
             self._flush_now()
@@ -170,10 +171,10 @@ class Recorder:
                 self._resolved(p)
             _fail(batch, error)
             return
-        verdicts = {str(r["id"]): r for r in rows}
+        verdicts = {str(r["id"]): Verdict.of(r) for r in rows}
         for p in batch:
             verdict = verdicts.get(p.element["id"])
-            if verdict is not None and verdict["result"] == "locked":
+            if verdict is not None and verdict.result is RecordResult.LOCKED:
                 self._again_later(p)
             elif not p.future.done():
                 self._resolved(p)

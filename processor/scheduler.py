@@ -19,6 +19,7 @@ import httpx
 from processor import delivery, routing
 from processor.backoff import Backoff
 from processor.config import Settings
+from processor.contracts import ClaimAction, ClaimedRow
 from processor.credentials import Authority, Delivery
 from processor.errors import ConfigError
 from processor.logs import get_logger
@@ -73,7 +74,8 @@ class Scheduler:
                 result.capacity_limited = True
                 break
             want = min(self.settings.batch_size, free)
-            rows = await self.pool.fetch(CLAIM, self.settings.worker_id, want, self.settings.lease_s)
+            rows = [ClaimedRow.of(r) for r in
+                    await self.pool.fetch(CLAIM, self.settings.worker_id, want, self.settings.lease_s)]
             for row in rows:
                 self._start(row, result)
             if len(rows) < want:
@@ -89,13 +91,16 @@ class Scheduler:
             tx = conn.transaction()
             await tx.start()
             try:
-                for row in await conn.fetch(CLAIM, self.settings.worker_id, self.settings.batch_size,
-                                            self.settings.lease_s):
-                    item = {"generation_id": str(row["id"]), "generator": row["generator"], "attempt": row["attempt"],
-                            "action": "deliver" if row["action"] == "deliver" else "fail_exhausted",
-                            "url": (r := self.settings.resolve(row["generator"])).url or r.refusal,
+                for record in await conn.fetch(CLAIM, self.settings.worker_id, self.settings.batch_size,
+                                               self.settings.lease_s):
+                    row = ClaimedRow.of(record)
+                    action = "deliver" if row.action is ClaimAction.DELIVER else "fail_exhausted"
+                    item: dict[str, Any] = {
+                            "generation_id": str(row.id), "generator": row.generator, "attempt": row.attempt,
+                            "action": action,
+                            "url": (r := self.settings.resolve(row.generator)).url or r.refusal,
                             "authority": self.authority.mode}
-                    self.log.info("would_" + item["action"], **{k: v for k, v in item.items() if k != "action"})
+                    self.log.info("would_" + action, **{k: v for k, v in item.items() if k != "action"})
                     seen.append(item)
             finally:
                 await tx.rollback()
@@ -121,16 +126,16 @@ class Scheduler:
 
     # --- one row ---------------------------------------------------------------------------------
 
-    def _start(self, row: asyncpg.Record, result: SweepResult) -> None:
-        if row["action"] == "exhausted":
+    def _start(self, row: ClaimedRow, result: SweepResult) -> None:
+        if row.action is ClaimAction.EXHAUSTED:
             result.exhausted += 1
             self.metrics.exhaustions.inc()
-            self.log.warning("generation_exhausted", generation_id=str(row["id"]), generator=row["generator"],
-                             retries=row["retry_count"], error_message=row["error_message"])
+            self.log.warning("generation_exhausted", generation_id=str(row.id), generator=row.generator,
+                             retries=row.retry_count, error_message=row.error_message)
             return
         result.claimed += 1
         self.metrics.claims.inc()
-        due_at = row["due_at"]
+        due_at = row.due_at
         if due_at is not None:
             self.metrics.detection_lag.observe(max(0.0, time.time() - due_at.timestamp()))
         self.in_flight += 1
@@ -161,7 +166,7 @@ class Scheduler:
             self._per_generator[generator] = asyncio.Semaphore(self.settings.generator_in_flight)
         return self._per_generator[generator]
 
-    async def _deliver(self, row: asyncpg.Record, claimed_at: float) -> None:
+    async def _deliver(self, row: ClaimedRow, claimed_at: float) -> None:
         """Send one claimed row, free its slot when the answer comes, then record the outcome."""
         self.recording += 1
         outcome = delivery.Outcome(delivery.RELEASED, label="released at shutdown")  # when cancelled
@@ -172,7 +177,7 @@ class Scheduler:
         except Exception as exc:
             # A bug of ours, not the row's: never "try again now" (that loops at the sweep rate), but an
             # outcome that backs off and ends after max_dispatch_failures.
-            self.log.exception("delivery_error", generation_id=str(row["id"]), generator=row["generator"])
+            self.log.exception("delivery_error", generation_id=str(row.id), generator=row.generator)
             outcome = delivery.Outcome(delivery.UNREACHABLE, None, "delivery failed",
                                        f"internal error: {type(exc).__name__}")
         finally:
@@ -180,8 +185,8 @@ class Scheduler:
             # written even when this task is cancelled: the outcome must not be lost with it
             await asyncio.shield(self._record(row, outcome, claimed_at))
 
-    async def _send_within_lease(self, row: asyncpg.Record, claimed_at: float) -> delivery.Outcome:
-        async with self._limit(row["generator"]):
+    async def _send_within_lease(self, row: ClaimedRow, claimed_at: float) -> delivery.Outcome:
+        async with self._limit(row.generator):
             # A row that waited too long for a slot is given back rather than sent on a lease that could run
             # out during the delivery: sent only while connect + response time-out still fit, with a margin.
             budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
@@ -189,13 +194,13 @@ class Scheduler:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
             return await self._send(row)
 
-    async def _send(self, row: asyncpg.Record) -> delivery.Outcome:
-        route = self.settings.resolve(row["generator"])  # a name that is not a routing key is never sent
+    async def _send(self, row: ClaimedRow) -> delivery.Outcome:
+        route = self.settings.resolve(row.generator)  # a name that is not a routing key is never sent
         if route.refusal:
             return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route.refusal)
-        d = Delivery(row["generator"], str(row["user_id"]), str(row["id"]), row["attempt"])
+        d = Delivery(row.generator, str(row.user_id), str(row.id), row.attempt)
         try:
-            body = delivery.request_body(row["request"], d.retry_history_id, d.attempt)
+            body = delivery.request_body(row.request, d.retry_history_id, d.attempt)
         except delivery.Unsendable as exc:
             self.log.warning("request_unsendable", generation_id=d.retry_history_id, generator=d.generator,
                              reason=str(exc))
@@ -227,7 +232,7 @@ class Scheduler:
                 self.on_fatal()
         self.slot_freed.set()
 
-    async def _record(self, row: asyncpg.Record, outcome: delivery.Outcome, claimed_at: float) -> None:
+    async def _record(self, row: ClaimedRow, outcome: delivery.Outcome, claimed_at: float) -> None:
         # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;
         # after that the lease runs out and the row is redelivered with the same attempt (nothing is lost).
         give_up_at = claimed_at + self.settings.lease_s * 0.9
@@ -235,16 +240,16 @@ class Scheduler:
         try:
             while True:
                 try:
-                    rec = await self.recorder.record(row["id"], row["lease_id"], outcome)
+                    rec = await self.recorder.record(row.id, row.lease_id, outcome)
                     break
                 except DB_ERRORS as exc:
                     wait = backoff.next()
                     if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
                         self.metrics.record_failures.inc()
-                        self.log.error("record_failed", generation_id=str(row["id"]), outcome=outcome.kind,
+                        self.log.error("record_failed", generation_id=str(row.id), outcome=outcome.kind,
                                        error=str(exc)[:200])
                         return
-                    self.log.warning("record_retry", generation_id=str(row["id"]), error=str(exc)[:200],
+                    self.log.warning("record_retry", generation_id=str(row.id), error=str(exc)[:200],
                                      retry_in_s=round(wait, 2))
                     await asyncio.sleep(wait)
         finally:
@@ -252,15 +257,15 @@ class Scheduler:
             self._maybe_signal()
         if rec is None:
             return
-        if rec["deadline_at"] is not None:
-            self.on_deadline(rec["deadline_at"].timestamp())
+        if rec.deadline_at is not None:
+            self.on_deadline(rec.deadline_at.timestamp())
         # a metric label and a log field: a row's hostile name (megabytes, escapes) becomes one fixed label
-        generator = row["generator"] if routing.is_name(row["generator"]) else INVALID
-        if rec["failed_with"]:
+        generator = row.generator if routing.is_name(row.generator) else INVALID
+        if rec.failed_with:
             self.metrics.failures.labels(generator).inc()
-            self.log.warning("generation_failed", generation_id=str(row["id"]), generator=generator,
-                             error_message=rec["failed_with"])
-        if rec["circuit"] == "opened":
+            self.log.warning("generation_failed", generation_id=str(row.id), generator=generator,
+                             error_message=rec.failed_with)
+        if rec.circuit == "opened":
             self.metrics.pauses.labels(generator).inc()
             if outcome.kind == delivery.UNAUTHORIZED:
                 # exactly the seed's bug: the generator does not accept our credentials
@@ -270,6 +275,6 @@ class Scheduler:
                                     "generator's keys (docs/generator-authority.md)", message=outcome.message)
             else:
                 self.log.warning("generator_paused", generator=generator, reason=outcome.label)
-        elif rec["circuit"] == "closed":
+        elif rec.circuit == "closed":
             self.log.info("generator_resumed", generator=generator)
 

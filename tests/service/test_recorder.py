@@ -28,7 +28,7 @@ async def test_a_bad_element_fails_alone(db_url: str, conn: asyncpg.Connection) 
         await recorder.close()
         await pool.close()
     assert isinstance(results[1], asyncpg.DataError)
-    assert [r["result"] for r in (results[0], results[2])] == ["recorded", "recorded"]  # type: ignore[index]
+    assert [r.result for r in (results[0], results[2])] == ["recorded", "recorded"]  # type: ignore[union-attr]
     counts = [await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", i) for i in ids]
     assert counts == [1, 0, 1]
 
@@ -65,7 +65,7 @@ async def test_a_detail_the_database_refuses_still_records_the_outcome(db_url: s
     finally:
         await recorder.close()
         await pool.close()
-    assert verdict is not None and verdict["result"] == "recorded"
+    assert verdict is not None and verdict.result == "recorded"
     r = await conn.fetchrow("SELECT retry_count, retry_phase, last_outcome FROM generation_history WHERE id = $1",
                             row_id)
     assert (r["retry_count"], r["retry_phase"], r["last_outcome"]) == (1, "backoff", "answer not recordable")
