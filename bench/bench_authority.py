@@ -12,7 +12,7 @@ import jwt
 from bench.common import Result, Row
 from processor.authority import Keys, Verifier
 from processor.credentials import Delivery, Minter
-from tests.unit.keys import DEMO_SECRET_KEY, PROCESSOR_KID, PROCESSOR_SECRET, processor_pair
+from tests.support.keys import DEMO_SECRET_KEY, PROCESSOR_KID, PROCESSOR_SECRET, processor_pair
 
 ROW, USER = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 
 from processor import migrate
-from tests.pg import server, with_database
+from tests.support.pg import server, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"

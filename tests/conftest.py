@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from processor import migrate
-from tests.pg import DAEMON_PASSWORD, DAEMON_ROLE, server, with_database
+from tests.support.pg import DAEMON_PASSWORD, DAEMON_ROLE, server, with_database
 
-pytest_plugins = ("tests.http_fixtures",)
+pytest_plugins = ("tests.support.http",)
 
 _counter = itertools.count()
 RUN_ID = uuid.uuid4().hex[:8]

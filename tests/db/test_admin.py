@@ -9,7 +9,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.factories import SEED_ID, events, make_generation, row
+from tests.support.factories import SEED_ID, events, make_generation, row
 
 
 async def test_reset_is_the_seeds_manual_fix(conn: asyncpg.Connection) -> None:

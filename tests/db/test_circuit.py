@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.factories import events, make_generation
+from tests.support.factories import events, make_generation
 
 CLAIM = "SELECT * FROM genretry.claim('w1', 100, '3 minutes', now() + $1::text::interval)"
 RECORD = "SELECT * FROM genretry.record_delivery($1, $2, $3, $4, '{}', NULL, 'w1', now() + $5::text::interval, 0.5)"

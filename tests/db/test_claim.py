@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from tests.factories import events, make_generation, row
+from tests.support.factories import events, make_generation, row
 
 CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::text::interval, now() + $4::text::interval)"
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.factories import make_generation, row
+from tests.support.factories import make_generation, row
 
 
 async def _offset(conn: asyncpg.Connection, row_id: object) -> timedelta | None:

@@ -10,8 +10,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.factories import make_generation, row
-from tests.pg import as_daemon
+from tests.support.factories import make_generation, row
+from tests.support.pg import as_daemon
 
 pytestmark = pytest.mark.hostile
 

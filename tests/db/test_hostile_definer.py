@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from processor import migrate
-from tests.factories import make_generation
-from tests.pg import as_daemon
+from tests.support.factories import make_generation
+from tests.support.pg import as_daemon
 
 pytestmark = pytest.mark.hostile
 

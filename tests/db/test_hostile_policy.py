@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from tests.factories import make_generation
+from tests.support.factories import make_generation
 
 pytestmark = pytest.mark.hostile
 

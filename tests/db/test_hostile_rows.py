@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from tests.factories import make_generation, row
-from tests.pg import as_daemon
+from tests.support.factories import make_generation, row
+from tests.support.pg import as_daemon
 
 pytestmark = pytest.mark.hostile
 

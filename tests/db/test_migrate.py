@@ -12,7 +12,7 @@ import pytest
 
 from processor import migrate
 from processor.errors import MigrationError, SchemaError
-from tests.factories import SEED_ID
+from tests.support.factories import SEED_ID
 
 
 async def test_first_run_applies_everything_and_second_changes_nothing(empty_db_url: str) -> None:

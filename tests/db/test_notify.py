@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.factories import make_generation
+from tests.support.factories import make_generation
 
 
 class Inbox:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.factories import events, make_generation, row
+from tests.support.factories import events, make_generation, row
 
 RECORD = """SELECT * FROM genretry.record_delivery($1, $2, $3, $4, $5::jsonb, $6::interval, 'w1', now(), 0.5)"""
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from tests.factories import make_generation
+from tests.support.factories import make_generation
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from processor import retention
 from processor.metrics import Metrics
-from tests.pg import as_daemon
+from tests.support.pg import as_daemon
 
 DAYS = 86400.0
 

@@ -10,7 +10,7 @@ import pytest
 
 from processor import reference_generator
 from processor.config import DEFAULT_GENERATORS
-from tests.unit.keys import GENERATOR_KEYS as KEYS
+from tests.support.keys import GENERATOR_KEYS as KEYS
 
 
 @pytest.fixture

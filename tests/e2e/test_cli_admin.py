@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from tests.e2e import cli
-from tests.factories import make_generation
+from tests.support import cli
+from tests.support.factories import make_generation
 
 
 async def test_status_shows_overview_and_stuck_rows_with_reasons(db_url: str, conn: asyncpg.Connection) -> None:

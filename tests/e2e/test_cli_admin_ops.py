@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from tests.e2e import cli
-from tests.factories import make_generation
+from tests.support import cli
+from tests.support.factories import make_generation
 
 NOWHERE = "postgresql://nobody@127.0.0.1:1/none"
 

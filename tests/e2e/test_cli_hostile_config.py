@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e import cli
+from tests.support import cli
 
 pytestmark = pytest.mark.hostile
 

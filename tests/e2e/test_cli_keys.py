@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.e2e import cli
-from tests.http_fixtures import Stub
-from tests.unit.keys import processor_pair
+from tests.support import cli
+from tests.support.http import Stub
+from tests.support.keys import processor_pair
 
 
 def _pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, password: bytes | None = None) -> str:

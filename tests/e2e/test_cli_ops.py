@@ -9,7 +9,7 @@ import socket
 import asyncpg
 
 from processor import migrate
-from tests.e2e import cli
+from tests.support import cli
 
 
 async def test_migrate_sql_prints_a_script_that_migrates_an_empty_database(empty_db_url: str) -> None:

@@ -10,9 +10,9 @@ import asyncpg
 from aiohttp import web
 
 from processor import migrate
-from tests.e2e import cli
-from tests.factories import make_generation
-from tests.http_fixtures import Stub
+from tests.support import cli
+from tests.support.factories import make_generation
+from tests.support.http import Stub
 
 
 def events(out: str) -> list[dict[str, object]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.e2e import cli
-from tests.factories import make_generation
+from tests.support import cli
+from tests.support.factories import make_generation
 
 
 def _check_story(out: str) -> None:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from processor import reference_generator
-from tests.factories import make_generation
-from tests.unit.keys import DEMO_SECRET_KEY
+from tests.support.factories import make_generation
+from tests.support.keys import DEMO_SECRET_KEY
 
 GEN = "generate-website"
 

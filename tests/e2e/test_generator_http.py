@@ -12,8 +12,8 @@ import pytest
 
 from processor import reference_generator
 from processor.credentials import Delivery, Minter
-from tests.factories import SEED_ID, make_generation
-from tests.unit.keys import (
+from tests.support.factories import SEED_ID, make_generation
+from tests.support.keys import (
     DEMO_ANON_JWT,
     DEMO_PUBLISHABLE_KEY,
     DEMO_SECRET_KEY,
@@ -21,7 +21,7 @@ from tests.unit.keys import (
     PROCESSOR_KID,
     processor_pair,
 )
-from tests.unit.test_authority import user_token
+from tests.support.tokens import user_token
 
 GEN = "generate-website"
 

@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.e2e import cli
-from tests.factories import make_generation
-from tests.http_fixtures import Stub
+from tests.support import cli
+from tests.support.factories import make_generation
+from tests.support.http import Stub
 
 pytestmark = pytest.mark.hostile
 

@@ -27,9 +27,9 @@ import pytest
 from aiohttp import web
 
 from processor.credentials import Delivery, Minter
-from tests.factories import events, make_generation
-from tests.http_fixtures import Running, settings_for, status_of, wait_until
-from tests.unit.keys import DEMO_SECRET_KEY, PROCESSOR_KID, processor_pair
+from tests.support.factories import events, make_generation
+from tests.support.http import Running, settings_for, status_of, wait_until
+from tests.support.keys import DEMO_SECRET_KEY, PROCESSOR_KID, processor_pair
 
 KIT = Path(__file__).resolve().parents[2] / "generators" / "typescript"
 GEN = "generate-website"

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.e2e import cli
-from tests.reliability.finishing_stub import finishing_stub
+from tests.support import cli
+from tests.support.finishing_stub import finishing_stub
 
 pytestmark = pytest.mark.reliability
 ROWS = 2000
@@ -37,7 +37,7 @@ async def test_kill_nine_ten_times(db_url: str, conn: asyncpg.Connection, tmp_pa
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
         proc = await cli.start("run", env=env, log=tmp_path / "final.log")
-        await _wait_for_line(tmp_path / "final.log", '"daemon_ready"')
+        await cli.wait_for_line(tmp_path / "final.log", '"daemon_ready"')
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             live = await conn.fetchval(
@@ -73,10 +73,3 @@ async def test_kill_nine_ten_times(db_url: str, conn: asyncpg.Connection, tmp_pa
     print(f"\ncrash safety: {len(delivered)} keys delivered, {len(redelivered)} redelivered with the same key, "
           f"{stub.abandoned} abandoned by a killed caller, {stub.finished[False]} late finishes fenced, "
           f"{kills_mattered} rows the kills left behind")
-
-
-async def _wait_for_line(log: Path, text: str, within_s: float = 30) -> None:
-    deadline = time.monotonic() + within_s
-    while text not in log.read_text():  # noqa: ASYNC240 (a small local file)
-        assert time.monotonic() < deadline, f"{text} not logged within {within_s} s"
-        await asyncio.sleep(0.1)  # polling a file: there is no event to wait on

@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from processor import migrate
-from tests.e2e import cli
-from tests.reliability.finishing_stub import finishing_stub
+from tests.support import cli
+from tests.support.finishing_stub import finishing_stub
 
 pytestmark = pytest.mark.reliability
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.e2e import cli
-from tests.service.hostile_peers import RawPeer, endless, fixed, gzip_bomb, raw_peer
+from tests.support import cli
+from tests.support.hostile_peers import RawPeer, endless, fixed, gzip_bomb, raw_peer
 
 pytestmark = [pytest.mark.reliability, pytest.mark.hostile]
 ROWS = 64

@@ -8,7 +8,6 @@ import random
 import string
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
@@ -17,22 +16,20 @@ import pytest
 from processor import reference_generator
 from processor.config import DEFAULT_GENERATORS
 from processor.listener import parse_hint
-from tests.factories import make_generation
-from tests.http_fixtures import Running, Stub, settings_for, wait_until
-from tests.unit.keys import (
+from tests.support.factories import make_generation
+from tests.support.http import StartDaemon, Stub, settings_for, wait_until
+from tests.support.keys import (
     DEMO_ANON_JWT,
     DEMO_PUBLISHABLE_KEY,
     DEMO_SECRET_KEY,
     DEMO_SERVICE_ROLE_JWT,
 )
-from tests.unit.keys import (
+from tests.support.keys import (
     GENERATOR_KEYS as KEYS,
 )
-from tests.unit.test_authority import user_token
+from tests.support.tokens import user_token
 
 pytestmark = pytest.mark.reliability
-StartDaemon = Callable[..., Awaitable[Running]]
-
 
 def hostile_payload(rng: random.Random) -> str:
     kind = rng.randrange(9)

@@ -10,9 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.e2e import cli
-from tests.reliability.finishing_stub import finishing_stub
-from tests.reliability.test_crash_safety import _wait_for_line as wait_for_line
+from tests.support import cli
+from tests.support.finishing_stub import finishing_stub
 
 pytestmark = pytest.mark.reliability
 ROWS = 10_000
@@ -27,7 +26,7 @@ async def test_four_daemons_deliver_each_attempt_once(db_url: str, conn: asyncpg
         env = cli.daemon_env_for(db_url, stub.url, PROCESSOR_TICK="5s")
         procs = [await cli.start("run", env=env, log=tmp_path / f"daemon{i}.log") for i in range(4)]
         for i in range(4):
-            await wait_for_line(tmp_path / f"daemon{i}.log", '"daemon_ready"')
+            await cli.wait_for_line(tmp_path / f"daemon{i}.log", '"daemon_ready"')
         await conn.execute("UPDATE generation_history SET deadline_at = now()")  # all due at once
         deadline = time.monotonic() + 180
         while await conn.fetchval("SELECT count(*) FROM generation_history WHERE status = 'completed'") < ROWS:

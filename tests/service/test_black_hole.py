@@ -6,18 +6,15 @@ Issue 10, class 12: time-outs count toward the generator's circuit as well as th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 
-from tests.factories import make_generation
-from tests.http_fixtures import Running, settings_for, wait_until
-from tests.service.hostile_peers import never, raw_peer
+from tests.support.factories import make_generation
+from tests.support.hostile_peers import never, raw_peer
+from tests.support.http import StartDaemon, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
-StartDaemon = Callable[..., Awaitable[Running]]
-
 
 async def test_a_black_hole_opens_the_circuit(db_url: str, conn: asyncpg.Connection,
                                               start_daemon: StartDaemon) -> None:

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from processor import delivery
-from tests.http_fixtures import Stub
-from tests.service.hostile_peers import Answer, endless, fixed, gzip_bomb, raw_peer
+from tests.support.hostile_peers import Answer, endless, fixed, gzip_bomb, raw_peer
+from tests.support.http import Stub
 
 pytestmark = pytest.mark.hostile
 MB = 2**20

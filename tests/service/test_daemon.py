@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
 
 from processor import reference_generator
 from processor.config import DEFAULT_GENERATORS
-from tests.factories import SEED_ID, events, make_generation
-from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
-from tests.pg import DAEMON_ROLE
-from tests.unit.keys import GENERATOR_KEYS
-
-StartDaemon = Callable[..., Awaitable[Running]]
+from tests.support.factories import SEED_ID, events, make_generation
+from tests.support.http import Running, StartDaemon, Stub, settings_for, status_of, wait_until
+from tests.support.keys import GENERATOR_KEYS
+from tests.support.pg import DAEMON_ROLE
 
 
 async def test_stuck_rows_are_rescued_and_completed(db_url: str, conn: asyncpg.Connection,
@@ -150,7 +147,7 @@ async def test_a_recorded_backoff_wakes_an_idle_daemon_on_time(db_url: str, conn
                                                                start_daemon: StartDaemon) -> None:
     """Issue 10 class 8: the daemon's own records send no NOTIFY; the backoff it recorded must still wake
     it when due, not at the next safety tick (60 s here)."""
-    from tests.http_fixtures import answer
+    from tests.support.http import answer
 
     await conn.execute("UPDATE genretry.policy SET backoff_base = '1 second'")
     stub.behaviours["generate-website"] = answer(503)

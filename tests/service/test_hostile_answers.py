@@ -7,19 +7,15 @@ now, never counted, the circuit never opening).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import asyncpg
 import pytest
 
 from processor import delivery
-from tests.factories import make_generation, row
-from tests.http_fixtures import Running, settings_for, wait_until
-from tests.service.hostile_peers import fixed, raw_peer
+from tests.support.factories import make_generation, row
+from tests.support.hostile_peers import fixed, raw_peer
+from tests.support.http import StartDaemon, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
-StartDaemon = Callable[..., Awaitable[Running]]
-
 
 def answer(head: str | bytes, body: bytes = b"") -> bytes:
     head = head.encode() if isinstance(head, str) else head

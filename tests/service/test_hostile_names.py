@@ -8,19 +8,17 @@ says the request was never sent, and only the well-formed row reaches the stub.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.factories import make_generation, row
-from tests.http_fixtures import Running, settings_for, wait_until
+from tests.support.factories import make_generation, row
+from tests.support.http import Running, StartDaemon, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
-StartDaemon = Callable[..., Awaitable[Running]]
-
 HOSTILE = [
     "../../auth/v1/admin/users", "../../../auth/v1/admin/users", "generate-website/../../../rest/v1/secrets",
     "generate-website?apikey=leak", "gen#frag", "%2e%2e/%2e%2e/auth/v1/admin/users", "%2e%2e", "..", ".",

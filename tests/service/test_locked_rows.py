@@ -15,9 +15,8 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.factories import make_generation
-from tests.http_fixtures import settings_for, wait_until
-from tests.service.test_daemon import StartDaemon
+from tests.support.factories import make_generation
+from tests.support.http import StartDaemon, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
 
@@ -45,7 +44,7 @@ async def test_an_admin_lock_on_in_flight_rows_stalls_nothing_else(db_url: str, 
             await release.wait()
         return web.json_response({"accepted": True}, status=202)
 
-    from tests.http_fixtures import serve_on_loopback
+    from tests.support.http import serve_on_loopback
 
     runner, url = await serve_on_loopback(handle)
     port = _free_port()

@@ -7,20 +7,17 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 
-from tests.e2e import cli
-from tests.factories import make_generation
-from tests.http_fixtures import Running, Stub, settings_for
+from tests.support import cli
+from tests.support.factories import make_generation
+from tests.support.http import StartDaemon, Stub, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
-StartDaemon = Callable[..., Awaitable[Running]]
-
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.factories import make_generation, row
-from tests.http_fixtures import Running, Stub, answer, settings_for, wait_until
-
-StartDaemon = Callable[..., Awaitable[Running]]
+from tests.support.factories import make_generation, row
+from tests.support.http import StartDaemon, Stub, answer, settings_for, wait_until
 
 
 async def outcome_of(db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon,

@@ -9,7 +9,7 @@ import pytest
 
 from processor.delivery import Outcome
 from processor.recorder import Recorder
-from tests.factories import make_generation
+from tests.support.factories import make_generation
 
 
 async def test_a_bad_element_fails_alone(db_url: str, conn: asyncpg.Connection) -> None:

@@ -10,9 +10,9 @@ import asyncpg
 from processor import db, delivery
 from processor.listener import Listener
 from processor.scheduler import Scheduler
-from tests.factories import make_generation
-from tests.http_fixtures import Stub, settings_for, status_of, wait_until
-from tests.pg import as_daemon
+from tests.support.factories import make_generation
+from tests.support.http import Stub, settings_for, status_of, wait_until
+from tests.support.pg import as_daemon
 
 
 async def test_one_sweep_claims_what_is_due_and_delivers_it(db_url: str, conn: asyncpg.Connection,

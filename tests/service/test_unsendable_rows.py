@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 
 from processor.daemon import Daemon
 from processor.errors import ConfigError
-from tests.factories import events, make_generation, row
-from tests.http_fixtures import Running, Stub, settings_for, wait_until
+from tests.support.factories import events, make_generation, row
+from tests.support.http import StartDaemon, Stub, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
-StartDaemon = Callable[..., Awaitable[Running]]
-
 STORED = {  # name: the request's jsonb text, and what the message says
     "nesting 5,000 deep": ('{"prompt": ' + "[" * 5000 + "]" * 5000 + "}", "nests deeper than 256 levels"),
     "9 MB": ('{"prompt": "' + "x" * (9 * 2**20) + '"}', "9.0 MB, over the 8 MB limit"),

@@ -6,8 +6,8 @@ import asyncpg
 
 from processor import db, warmup
 from processor.credentials import Authority
-from tests.http_fixtures import Stub, settings_for
-from tests.pg import as_daemon
+from tests.support.http import Stub, settings_for
+from tests.support.pg import as_daemon
 
 
 async def test_warm_up_prepares_and_signs_without_contacting_generators(db_url: str, stub: Stub) -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.authority import AuthorityError, Keys, Verifier
-from tests.unit.keys import (
+from tests.support.keys import (
     DEMO_ANON_JWT,
     DEMO_JWT_SECRET,
     DEMO_PUBLISHABLE_KEY,
@@ -18,7 +18,7 @@ from tests.unit.keys import (
     DEMO_SERVICE_ROLE_JWT,
     processor_pair,
 )
-from tests.unit.test_authority import ALICE_ROW, OWNERS, scoped, user_token
+from tests.support.tokens import ALICE_ROW, OWNERS, scoped, user_token
 
 N_VALID = 4
 

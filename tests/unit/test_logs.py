@@ -6,7 +6,7 @@ import io
 import json
 
 from processor import logs
-from tests.unit.keys import DEMO_SECRET_KEY, DEMO_SERVICE_ROLE_JWT
+from tests.support.keys import DEMO_SECRET_KEY, DEMO_SERVICE_ROLE_JWT
 
 
 def test_redaction_by_key_and_by_shape() -> None:

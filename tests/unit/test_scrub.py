@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from processor import delivery, scrub
-from tests.unit.keys import DEMO_SECRET_KEY, DEMO_SERVICE_ROLE_JWT
+from tests.support.keys import DEMO_SECRET_KEY, DEMO_SERVICE_ROLE_JWT
 
 pytestmark = pytest.mark.hostile
 

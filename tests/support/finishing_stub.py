@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from processor import db
-from tests.http_fixtures import serve_on_loopback
+from tests.support.http import serve_on_loopback
 
 
 @dataclass

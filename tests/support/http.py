@@ -17,8 +17,8 @@ from aiohttp import web
 
 from processor.config import Settings
 from processor.daemon import Daemon
-from tests.pg import as_daemon
-from tests.unit.keys import processor_env
+from tests.support.keys import processor_env
+from tests.support.pg import as_daemon
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -126,6 +126,9 @@ class Running:
     async def stop(self) -> None:
         self.daemon.request_stop()
         await asyncio.wait_for(self.task, 15)
+
+
+StartDaemon = Callable[..., Awaitable["Running"]]
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.pg import as_daemon
-from tests.unit.keys import processor_env
+from tests.support.keys import processor_env
+from tests.support.pg import as_daemon
 
 
 @dataclass
@@ -47,3 +48,11 @@ async def run(*args: str, env: dict[str, str], timeout_s: float = 60) -> Result:
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def wait_for_line(log: Path, text: str, within_s: float = 30) -> None:
+    """Wait until a subprocess has written `text` to its log file."""
+    deadline = time.monotonic() + within_s
+    while text not in log.read_text():  # noqa: ASYNC240 (a small local file)
+        assert time.monotonic() < deadline, f"{text} not logged within {within_s} s"
+        await asyncio.sleep(0.1)  # polling a file: there is no event to wait on
