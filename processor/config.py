@@ -18,20 +18,19 @@ from processor import routing, scrub
 from processor.config_parse import Reader, load_json, merge_toml, parse_host_port, resolvable
 from processor.errors import ConfigError
 from processor.minting import check_signing_settings
+from processor.settings_spec import (
+    AUTH_MODES,
+    BY_FIELD,
+    DEFAULT_GENERATORS,
+    SECRETS,
+    SETTINGS,
+    Setting,
+    default,
+)
 
 __all__ = ["AUTH_MODES", "DEFAULT_GENERATORS", "Settings", "default_worker_id", "parse_host_port"]
 
-DEFAULT_GENERATORS = ("generate-website", "generate-react-website", "generate-php-website")
-AUTH_MODES = ("scoped-jwt", "service-key")
-LOG_FORMATS = ("auto", "json", "console")
-
-SECRET_VARS = (
-    "SUPABASE_JWT_SECRET",
-    "SUPABASE_SERVICE_ROLE_KEY",
-    "SUPABASE_SECRET_KEYS",
-    "PROCESSOR_JWT_PRIVATE_KEY",
-    "PROCESSOR_JWT_SECRET",
-)
+SECRET_VARS = SECRETS
 
 
 @dataclass(frozen=True)
@@ -42,31 +41,31 @@ class Settings:
     functions_url: str = ""
     routes: Mapping[str, str] = field(default_factory=dict)
     generators: tuple[str, ...] = DEFAULT_GENERATORS
-    auth_mode: str = "scoped-jwt"
+    auth_mode: str = default("auth_mode")
     jwt_secret: str = field(default="", repr=False)
     jwt_private_key: str = field(default="", repr=False)
-    jwt_kid: str = ""
+    jwt_kid: str = default("jwt_kid")
     processor_jwt_secret: str = field(default="", repr=False)
     processor_jwks: Mapping[str, Any] | None = field(default=None, repr=False)
     service_role_key: str = field(default="", repr=False)
     secret_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
-    service_key_bearer: bool = False
+    service_key_bearer: bool = default("service_key_bearer")
     jwks: Mapping[str, Any] | None = field(default=None, repr=False)
-    max_in_flight: int = 64
-    generator_in_flight: int = 32
-    batch_size: int = 100
-    connect_timeout_s: float = 5.0
-    response_timeout_s: float = 30.0
-    lease_s: float = 0.0  # 0 until resolved: response + connect + 30 s
-    tick_s: float = 60.0
-    grace_s: float = 20.0
-    token_ttl_s: float = 300.0
-    worker_id: str = ""
-    listen: bool = True
-    log_format: str = "auto"
-    log_level: str = "info"
-    metrics_addr: str = ""
-    events_retention_s: float = 30 * 86400.0  # 0: never prune genretry.events
+    max_in_flight: int = default("max_in_flight")
+    generator_in_flight: int = default("generator_in_flight")
+    batch_size: int = default("batch_size")
+    connect_timeout_s: float = default("connect_timeout_s")
+    response_timeout_s: float = default("response_timeout_s")
+    lease_s: float = default("lease_s")
+    tick_s: float = default("tick_s")
+    grace_s: float = default("grace_s")
+    token_ttl_s: float = default("token_ttl_s")
+    worker_id: str = default("worker_id")
+    listen: bool = default("listen")
+    log_format: str = default("log_format")
+    log_level: str = default("log_level")
+    metrics_addr: str = default("metrics_addr")
+    events_retention_s: float = default("events_retention_s")
 
     def route(self, generator: str) -> str:
         """The URL a generator's retries are POSTed to; raise routing.Unroutable for a name never dispatched."""
@@ -116,42 +115,29 @@ class Settings:
             or DEFAULT_GENERATORS
         for name in s["generators"]:
             _check_name("PROCESSOR_GENERATORS", name, problems)
-        s["auth_mode"] = reader.choice("PROCESSOR_AUTH_MODE", AUTH_MODES, "scoped-jwt")
-        s["jwt_secret"] = reader.secret("SUPABASE_JWT_SECRET")
-        s["jwt_private_key"] = reader.secret("PROCESSOR_JWT_PRIVATE_KEY")
-        s["jwt_kid"] = reader.text("PROCESSOR_JWT_KID")
-        s["processor_jwt_secret"] = reader.secret("PROCESSOR_JWT_SECRET")
+        for spec in SETTINGS:  # the plain ones, as declared in processor.settings_spec
+            if spec.kind in PLAIN_KINDS and spec.env != "DATABASE_URL":
+                s[spec.field] = _read(reader, spec)
         s["processor_jwks"] = _jwks(reader.secret("PROCESSOR_JWKS"), problems, "PROCESSOR_JWKS")
-        s["service_role_key"] = reader.secret("SUPABASE_SERVICE_ROLE_KEY")
         s["secret_keys"] = _secret_keys(reader.secret("SUPABASE_SECRET_KEYS"), problems)
-        s["service_key_bearer"] = reader.flag("PROCESSOR_SERVICE_KEY_BEARER", False)
         s["jwks"] = _jwks(reader.secret("SUPABASE_JWKS"), problems, "SUPABASE_JWKS")
-        s["max_in_flight"] = reader.integer("PROCESSOR_MAX_IN_FLIGHT", 64, 1, 10_000)
-        s["generator_in_flight"] = reader.integer("PROCESSOR_GENERATOR_IN_FLIGHT", 32, 1, 10_000)
-        s["batch_size"] = reader.integer("PROCESSOR_BATCH_SIZE", 100, 1, 10_000)
-        s["connect_timeout_s"] = reader.seconds("PROCESSOR_CONNECT_TIMEOUT", 5.0, 0.1, 120)
-        s["response_timeout_s"] = reader.seconds("PROCESSOR_RESPONSE_TIMEOUT", 30.0, 0.1, 900)
         floor = s["connect_timeout_s"] + s["response_timeout_s"]
-        s["lease_s"] = reader.seconds("PROCESSOR_LEASE", floor + 30.0, 1, 3600)
+        lease = BY_FIELD["lease_s"]
+        s["lease_s"] = reader.seconds(lease.env, floor + 30.0, lease.low, lease.high)
         if s["lease_s"] <= floor:
             problems.append(
                 f"PROCESSOR_LEASE: {s['lease_s']:g} s must outlast connect + response time-out ({floor:g} s), "
                 "or a slow delivery could be claimed twice"
             )
-        s["tick_s"] = reader.seconds("PROCESSOR_TICK", 60.0, 0.05, 3600)
-        s["grace_s"] = reader.seconds("PROCESSOR_GRACE", 20.0, 0, 3600)
-        s["token_ttl_s"] = reader.seconds("PROCESSOR_TOKEN_TTL", 300.0, 10, 3600)
         s["worker_id"] = reader.text("PROCESSOR_WORKER_ID") or default_worker_id()
-        s["listen"] = reader.flag("PROCESSOR_LISTEN", True)
-        s["log_format"] = reader.choice("PROCESSOR_LOG_FORMAT", LOG_FORMATS, "auto")
-        s["log_level"] = reader.choice("PROCESSOR_LOG_LEVEL", ("debug", "info", "warning", "error"), "info")
         s["metrics_addr"] = reader.text("PROCESSOR_METRICS_ADDR")
         if s["metrics_addr"]:
             host, port = parse_host_port("PROCESSOR_METRICS_ADDR", s["metrics_addr"], problems)
             if host and not resolvable(host, port):
                 problems.append(f"PROCESSOR_METRICS_ADDR: {host!r} does not resolve to an address to listen on")
 
-        s["events_retention_s"] = reader.seconds("PROCESSOR_EVENTS_RETENTION", 30 * 86400.0, 0, 3650 * 86400.0)
+        keep = BY_FIELD["events_retention_s"]
+        s["events_retention_s"] = reader.seconds(keep.env, keep.default, keep.low, keep.high)
         if 0 < s["events_retention_s"] < 3600:
             problems.append("PROCESSOR_EVENTS_RETENTION: at least 1h (or 0 to keep events forever)")
         if "dispatch" in need:
@@ -230,6 +216,24 @@ def _secret_keys(raw: str, problems: list[str]) -> dict[str, str]:
         problems.append("SUPABASE_SECRET_KEYS: expected a JSON object of non-empty strings")
         return {}
     return dict(parsed)
+
+
+PLAIN_KINDS = ("int", "seconds", "flag", "choice", "text", "secret")
+
+
+def _read(reader: Reader, spec: Setting) -> Any:
+    """One plain setting, by its kind."""
+    if spec.kind == "int":
+        return reader.integer(spec.env, spec.default, int(spec.low), int(spec.high))
+    if spec.kind == "seconds":
+        return reader.seconds(spec.env, spec.default, spec.low, spec.high)
+    if spec.kind == "flag":
+        return reader.flag(spec.env, spec.default)
+    if spec.kind == "choice":
+        return reader.choice(spec.env, spec.choices, spec.default)
+    if spec.kind == "secret":
+        return reader.secret(spec.env)
+    return reader.text(spec.env)
 
 
 def _jwks(raw: str, problems: list[str], name: str) -> dict[str, Any] | None:

@@ -10,33 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from processor.config_secrets import read_secret
+from processor.settings_spec import TOML_KEYS as SPEC_TOML_KEYS
 
 MAX_JSON_DEPTH = 32  # no setting nests deeper; a deeper value is an attack on the parser, not a setting
 
-# TOML key -> environment variable. Environment wins over the file.
-TOML_KEYS = {
-    "database_url": "DATABASE_URL",
-    "functions_url": "FUNCTIONS_URL",
-    "auth_mode": "PROCESSOR_AUTH_MODE",
-    "generators": "PROCESSOR_GENERATORS",
-    "jwt_kid": "PROCESSOR_JWT_KID",
-    "service_key_bearer": "PROCESSOR_SERVICE_KEY_BEARER",
-    "max_in_flight": "PROCESSOR_MAX_IN_FLIGHT",
-    "generator_in_flight": "PROCESSOR_GENERATOR_IN_FLIGHT",
-    "batch_size": "PROCESSOR_BATCH_SIZE",
-    "connect_timeout": "PROCESSOR_CONNECT_TIMEOUT",
-    "response_timeout": "PROCESSOR_RESPONSE_TIMEOUT",
-    "lease": "PROCESSOR_LEASE",
-    "tick": "PROCESSOR_TICK",
-    "grace": "PROCESSOR_GRACE",
-    "token_ttl": "PROCESSOR_TOKEN_TTL",
-    "worker_id": "PROCESSOR_WORKER_ID",
-    "listen": "PROCESSOR_LISTEN",
-    "log_format": "PROCESSOR_LOG_FORMAT",
-    "log_level": "PROCESSOR_LOG_LEVEL",
-    "metrics_addr": "PROCESSOR_METRICS_ADDR",
-    "events_retention": "PROCESSOR_EVENTS_RETENTION",
-}
+# TOML key -> environment variable (declared in processor.settings_spec). Environment wins over the file.
+TOML_KEYS = SPEC_TOML_KEYS
 
 
 def load_json(raw: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
