@@ -122,3 +122,65 @@ async def test_a_dead_listener_is_noticed_and_replaced_while_idle(
     await conn.execute("SELECT genretry.retry_now($1)", row_id)
     await stub.wait_for(1, within_s=10)
     assert not running.task.done()
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: an admin's open transaction holding one generator's circuit "
+                                       "row (FOR UPDATE) blocks every claim (the probe UPDATE waits, no SKIP "
+                                       "LOCKED): every other generator's due rows stall while it is held")
+async def test_an_admin_holding_one_circuit_row_does_not_stall_other_generators(
+        db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
+    await conn.execute(
+        """INSERT INTO genretry.generator_state (generator, state, consecutive_failures, pauses, reason,
+                                                 opened_at, open_until)
+           VALUES ('generate-php-website', 'open', 5, 1, '503', now() - interval '40 seconds',
+                   now() + interval '2 seconds')""")
+    await make_generation(conn, due=True, generator="generate-php-website")
+    admin = await asyncpg.connect(db_url)
+    try:
+        tx = admin.transaction()
+        await tx.start()
+        # an operator looks at the paused generator in psql, in a transaction left open
+        await admin.execute("SELECT * FROM genretry.generator_state WHERE generator = 'generate-php-website' "
+                            "FOR UPDATE")
+        await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+        await asyncio.sleep(3)  # the pause is over: the next claim wants to take the probe
+        other = await make_generation(conn, due=False, generator="generate-website")
+        await conn.execute("SELECT genretry.retry_now($1)", other)
+        await stub.wait_for(1, within_s=20)
+        assert stub.seen[0].body["retryHistoryId"] == str(other)
+        await tx.rollback()
+    finally:
+        await admin.close()
+
+
+class _SkewedClock:
+    """The daemon's view of the time module: the host's wall clock `skew_s` ahead of the database's."""
+
+    def __init__(self, skew_s: float) -> None:
+        import time as real
+
+        self._real, self.skew_s = real, skew_s
+        self.monotonic = real.monotonic
+
+    def time(self) -> float:
+        return self._real.time() + self.skew_s
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: with the host's clock 30 s ahead of the database's, every "
+                                       "notification for a row due within 30 s costs a claim (the hint compares "
+                                       "the database's deadline with the host's clock)")
+async def test_a_host_clock_ahead_of_the_database_does_not_turn_notifications_into_claims(
+        db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import processor.daemon
+
+    monkeypatch.setattr(processor.daemon, "time", _SkewedClock(30.0))
+    await conn.execute("UPDATE genretry.policy SET stale_after = '20 seconds'")
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    before = len(sweeps)
+    for _ in range(20):
+        await make_generation(conn)  # each due in 20 s by the database's clock, each sends a NOTIFY
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    assert not stub.seen
+    assert len(sweeps) - before <= 2, f"{len(sweeps) - before} claims for 20 rows none of which was due"
