@@ -116,3 +116,19 @@ async def test_an_exhausted_rows_hostile_name_never_reaches_the_log_as_it_is(
     names = [e["generator"] for e in logs if "generator" in e]
     assert all(routing.is_name(n) or len(n) < 100 for n in names), [n[:40] for n in names]
     assert not stub.seen
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: `processor run --dry-run` logs a row's hostile generator name "
+                                       "(1 MB, escape sequences) as it is in would_deliver")
+async def test_dry_run_never_logs_a_hostile_name_as_it_is(db_url: str, conn: asyncpg.Connection,
+                                                          stub: Stub) -> None:
+    from processor.daemon import Daemon
+
+    hostile = "\x1b[2J\x1b]0;owned\x07" + "g" * 1_000_000
+    await make_generation(conn, due=True, generator=hostile)
+    with structlog.testing.capture_logs() as logs:
+        await Daemon(settings_for(db_url, stub.url)).run(dry_run=True, signals=False)
+    assert any(e["event"].startswith("would_") for e in logs)
+    names = [e["generator"] for e in logs if "generator" in e]
+    assert all(routing.is_name(n) or len(n) < 100 for n in names), [n[:40] for n in names]
+    assert not stub.seen
