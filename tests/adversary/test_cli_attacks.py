@@ -133,3 +133,18 @@ async def test_bad_ids_and_limits_are_one_line_exit_2(db_url: str) -> None:
         result = await cli.run(*args, env=env)
         assert result.code == 2, (args, result.err)
         assert len(result.err.strip().splitlines()) == 1 and "\x1b" not in result.err, result.err
+
+
+@pytest.mark.parametrize("column,value", [("heartbeat_at", "infinity"), ("status_changed_at", "-infinity"),
+                                          ("status_changed_at", "infinity"), ("heartbeat_at", "-infinity")])
+async def test_infinite_times_in_a_row_do_not_break_status(db_url: str, conn: asyncpg.Connection, column: str,
+                                                           value: str) -> None:
+    """Probe: the app writes an infinite time into a live row; `processor status` and `failed` still answer."""
+    row_id = await make_generation(conn)
+    await conn.execute(f"UPDATE generation_history SET {column} = '{value}' WHERE id = $1", row_id)
+    settings = _settings(db_url)
+    for as_json in (False, True):
+        out = io.StringIO()
+        assert await admin.status(settings, as_json=as_json, out=out) == 0
+        if as_json:
+            json.loads(out.getvalue())

@@ -270,3 +270,38 @@ async def test_stop_while_the_database_refuses_connections_exits_cleanly(
         assert task.exception() is None
     finally:
         await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: a live row whose heartbeat_at is 'infinity' (written by the app) "
+                                       "makes every next_wakeup read fail ('cannot subtract infinite timestamps'): "
+                                       "the daemon never gets ready or healthy (no READY=1, no watchdog pings)")
+async def test_a_row_with_an_infinite_heartbeat_does_not_make_the_daemon_unhealthy(
+        db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
+    row_id = await make_generation(conn)
+    await conn.execute("UPDATE generation_history SET heartbeat_at = 'infinity' WHERE id = $1", row_id)
+    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    try:
+        assert not task.done()
+        assert daemon.ready.is_set() and daemon.healthy
+        # and it still delivers what falls due
+        other = await make_generation(conn)
+        await conn.execute("SELECT genretry.retry_now($1)", other)
+        await stub.wait_for(1, within_s=15)
+    finally:
+        await _stop(daemon, task)
+
+
+@pytest.mark.parametrize("column,value", [("status_changed_at", "-infinity"), ("heartbeat_at", "-infinity")])
+async def test_a_row_with_a_minus_infinite_time_does_not_block_other_rows(
+        db_url: str, conn: asyncpg.Connection, stub: Stub, column: str, value: str) -> None:
+    """Probe: one live row with an infinite past time (written by the app) beside an ordinary due row."""
+    bad = await make_generation(conn)
+    await conn.execute(f"UPDATE generation_history SET {column} = '{value}' WHERE id = $1", bad)
+    good = await make_generation(conn, due=True)
+    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    try:
+        assert not task.done() and daemon.ready.is_set()
+        await stub.wait_for(1, within_s=15)
+        assert str(good) in {s.body["retryHistoryId"] for s in stub.seen}
+    finally:
+        await _stop(daemon, task)
