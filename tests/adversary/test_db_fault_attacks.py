@@ -305,3 +305,53 @@ async def test_a_row_with_a_minus_infinite_time_does_not_block_other_rows(
         assert str(good) in {s.body["retryHistoryId"] for s in stub.seen}
     finally:
         await _stop(daemon, task)
+
+
+class _Notifications(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.messages.append(data.decode())
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: while the database is down the loop stops pinging the systemd "
+                                       "watchdog, so an outage longer than WatchdogSec (60 s) gets the daemon "
+                                       "killed by systemd (and a row with an infinite heartbeat does so forever)")
+async def test_the_watchdog_is_fed_through_a_database_outage(
+        db_url: str, conn: asyncpg.Connection, stub: Stub, tmp_path: object,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+    from pathlib import Path
+
+    path = str(Path(str(tmp_path)) / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    transport, sink = await asyncio.get_running_loop().create_datagram_endpoint(_Notifications, sock=sock)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # a 2 s watchdog: the daemon pings every second
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    name = await conn.fetchval("SELECT current_database()")
+    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="1"))
+    try:
+        assert daemon.ready.is_set()
+
+        async def pinged() -> bool:
+            return any(m.startswith("WATCHDOG=1") for m in sink.messages)
+        await wait_until(pinged, within_s=20)  # the plumbing works: a healthy daemon pings
+        await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT 0')
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND usename = $1", DAEMON_ROLE)
+
+        async def noticed() -> bool:
+            return not daemon.healthy
+        await wait_until(noticed, within_s=20)
+        sink.messages.clear()
+        await asyncio.sleep(4)  # two watchdog periods of outage: systemd would have killed it by now
+        assert not task.done()
+        assert any(m.startswith("WATCHDOG=1") for m in sink.messages), sink.messages
+    finally:
+        await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+        await _stop(daemon, task)
+        transport.close()
