@@ -132,3 +132,26 @@ async def test_dry_run_never_logs_a_hostile_name_as_it_is(db_url: str, conn: asy
     names = [e["generator"] for e in logs if "generator" in e]
     assert all(routing.is_name(n) or len(n) < 100 for n in names), [n[:40] for n in names]
     assert not stub.seen
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: `Retry-After: ²` (a digit to str.isdigit, not to float) raises in "
+                                       "parse_retry_after: the 503 is recorded as 'released', due again at once, "
+                                       "never counted: the generator is hammered in a hot loop")
+async def test_a_retry_after_that_isdigit_but_not_a_number_is_a_counted_503(
+        db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
+    async def odd_retry_after(_request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503, text="busy", headers={"Retry-After": "\u00b2"})
+
+    stub.behaviours["generate-website"] = odd_retry_after
+    row_id = await make_generation(conn, due=True)
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    await stub.wait_for(1, within_s=15)
+
+    async def recorded() -> bool:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
+    await wait_until(recorded, within_s=15)
+    events = [r["event"] for r in await conn.fetch(
+        "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
+    assert events[0] == "delivery_failed", events
+    assert await conn.fetchval("SELECT dispatch_failures FROM generation_history WHERE id = $1", row_id) == 1
