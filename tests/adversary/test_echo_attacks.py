@@ -155,3 +155,26 @@ async def test_a_retry_after_that_isdigit_but_not_a_number_is_a_counted_503(
         "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
     assert events[0] == "delivery_failed", events
     assert await conn.fetchval("SELECT dispatch_failures FROM generation_history WHERE id = $1", row_id) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: a 500 whose body is JSON nested 30,000 deep raises RecursionError "
+                                       "in delivery._message: recorded as 'released', due again at once, never "
+                                       "counted: the generator is hammered in a hot loop")
+async def test_a_deeply_nested_answer_is_a_counted_500(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                      start_daemon: StartDaemon) -> None:
+    async def nested(_request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500, text="[" * 30000 + "]" * 30000, content_type="application/json")
+
+    stub.behaviours["generate-website"] = nested
+    row_id = await make_generation(conn, due=True)
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    await stub.wait_for(1, within_s=15)
+
+    async def recorded() -> bool:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
+    await wait_until(recorded, within_s=15)
+    events = [r["event"] for r in await conn.fetch(
+        "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
+    assert events[0] == "delivery_failed", events
+    assert await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", row_id) == 1
