@@ -178,3 +178,22 @@ async def test_a_deeply_nested_answer_is_a_counted_500(db_url: str, conn: asyncp
         "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
     assert events[0] == "delivery_failed", events
     assert await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", row_id) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: a row whose request holds JSON nested 5,000 deep raises "
+                                       "RecursionError in scheduler._as_object: released and claimed again at once, "
+                                       "forever (a hot loop on the database), never failed")
+async def test_a_deeply_nested_request_fails_the_row_once(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                          start_daemon: StartDaemon) -> None:
+    row_id = await make_generation(conn, due=True)
+    await conn.execute("UPDATE generation_history SET request = $2::jsonb WHERE id = $1", row_id,
+                       '{"prompt": ' + "[" * 5000 + "]" * 5000 + "}")
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+
+    async def settled() -> bool:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
+    await wait_until(settled, within_s=15)
+    events = [r["event"] for r in await conn.fetch(
+        "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
+    assert "released" not in events, events[:5]
