@@ -148,3 +148,15 @@ async def test_infinite_times_in_a_row_do_not_break_status(db_url: str, conn: as
         assert await admin.status(settings, as_json=as_json, out=out) == 0
         if as_json:
             json.loads(out.getvalue())
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: a password in FUNCTIONS_URL or a PROCESSOR_ROUTES URL "
+                                       "(https://user:password@host/...) is printed as it is by `processor check`")
+@pytest.mark.parametrize("setting", ["FUNCTIONS_URL", "PROCESSOR_ROUTES"])
+async def test_a_password_in_a_generator_url_never_reaches_check_output(db_url: str, setting: str) -> None:
+    password = "Sup3rS3cretPw0rd"
+    url = f"https://svc:{password}@example.invalid/functions/v1"
+    extra = {"FUNCTIONS_URL": url} if setting == "FUNCTIONS_URL" else {
+        "PROCESSOR_ROUTES": json.dumps({"generate-website": url + "/generate-website"})}
+    result = await cli.run("check", env=cli.env_for(db_url, **extra))
+    assert password[:7] not in result.out + result.err
