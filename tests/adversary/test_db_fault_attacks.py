@@ -355,3 +355,25 @@ async def test_the_watchdog_is_fed_through_a_database_outage(
         await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
         await _stop(daemon, task)
         transport.close()
+
+
+async def test_a_tight_connection_limit_still_records_every_outcome(
+        db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
+    """Probe: the database allows the daemon's role only 3 connections (the listener, and 2 of the pool's
+    up to 10): 40 due rows are all delivered once and recorded; the daemon stays up."""
+    name = await conn.fetchval("SELECT current_database()")
+    ids = [await make_generation(conn, due=True) for _ in range(40)]
+    await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT 3')
+    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="2"))
+    try:
+        assert not task.done(), task.exception() if task.done() else None
+
+        async def all_recorded() -> bool:
+            return bool(await conn.fetchval(
+                "SELECT count(*) FROM generation_history WHERE id = ANY($1) AND retry_count = 1", ids) == 40)
+        await wait_until(all_recorded, within_s=90)
+        assert max(stub.keys().values()) == 1 and len(stub.seen) == 40
+        assert not task.done()
+    finally:
+        await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+        await _stop(daemon, task)
