@@ -90,7 +90,7 @@ async def test_a_secret_file_that_is_a_fifo_does_not_hang(db_url: str, tmp_path:
     env["SUPABASE_JWT_SECRET_FILE"] = str(fifo)
     proc = await cli.start("check", env=env)
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), 20)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
     except TimeoutError:
         proc.kill()
         await proc.wait()

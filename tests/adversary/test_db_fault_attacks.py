@@ -32,12 +32,12 @@ async def _terminate(admin_url: str, pid: int) -> None:
         await admin.close()
 
 
-async def _run_until_ready(settings: Settings) -> tuple[Daemon, asyncio.Task[None]]:
+async def _run_until_ready(settings: Settings, within_s: float = 30) -> tuple[Daemon, asyncio.Task[None]]:
     """Start a daemon; return once it is ready or its run() ended (then the task holds why)."""
     daemon = Daemon(settings)
     task = asyncio.create_task(daemon.run(signals=False))
     ready = asyncio.ensure_future(daemon.ready.wait())
-    await asyncio.wait([ready, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([ready, task], timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
     ready.cancel()
     return daemon, task
 
@@ -222,7 +222,7 @@ async def test_a_lone_surrogate_in_the_generators_answer_is_recorded(
     async def recorded() -> bool:
         return bool(await conn.fetchval(
             "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
-    await wait_until(recorded, within_s=15)
+    await wait_until(recorded, within_s=8)
     assert await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", row_id) == 1
 
 
@@ -279,7 +279,7 @@ async def test_a_row_with_an_infinite_heartbeat_does_not_make_the_daemon_unhealt
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     row_id = await make_generation(conn)
     await conn.execute("UPDATE generation_history SET heartbeat_at = 'infinity' WHERE id = $1", row_id)
-    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="60"), within_s=10)
     try:
         assert not task.done()
         assert daemon.ready.is_set() and daemon.healthy

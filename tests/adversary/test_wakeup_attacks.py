@@ -146,7 +146,7 @@ async def test_an_admin_holding_one_circuit_row_does_not_stall_other_generators(
         await asyncio.sleep(3)  # the pause is over: the next claim wants to take the probe
         other = await make_generation(conn, due=False, generator="generate-website")
         await conn.execute("SELECT genretry.retry_now($1)", other)
-        await stub.wait_for(1, within_s=20)
+        await stub.wait_for(1, within_s=10)
         assert stub.seen[0].body["retryHistoryId"] == str(other)
         await tx.rollback()
     finally:
