@@ -197,3 +197,22 @@ async def test_a_deeply_nested_request_fails_the_row_once(db_url: str, conn: asy
     events = [r["event"] for r in await conn.fetch(
         "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
     assert "released" not in events, events[:5]
+
+
+@pytest.mark.xfail(strict=True, reason="adversary: every distinct generator name, routable or not, gets a semaphore "
+                                       "kept for the daemon's lifetime (keyed by the whole name): 200 rows with "
+                                       "distinct 100 KB names leave 20 MB held; unbounded under MemoryMax=512M")
+async def test_hostile_names_leave_nothing_behind_in_the_daemon(db_url: str, conn: asyncpg.Connection, stub: Stub,
+                                                                start_daemon: StartDaemon) -> None:
+    ids = [await make_generation(conn, due=True, generator=f"{i:06d}" + "x" * 100_000) for i in range(200)]
+    running = await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+
+    async def all_failed() -> bool:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM generation_history WHERE id = ANY($1) AND status = 'failed'", ids) == 200)
+    await wait_until(all_failed, within_s=60)
+    assert not stub.seen
+    scheduler = running.daemon.scheduler
+    assert scheduler is not None
+    held = sum(len(name) for name in scheduler._per_generator)
+    assert held < 10_000, f"{len(scheduler._per_generator)} names, {held} characters held"
