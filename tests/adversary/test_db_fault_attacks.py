@@ -377,3 +377,36 @@ async def test_a_tight_connection_limit_still_records_every_outcome(
     finally:
         await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
         await _stop(daemon, task)
+
+
+async def test_stop_with_deliveries_in_flight_while_the_database_is_gone(
+        db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
+    """Survived: deliveries in flight, every daemon connection killed and new ones refused, then stop: run()
+    returns without an exception (the outcomes are lost; the leases run out and the rows are redelivered
+    with the same attempt)."""
+    release = asyncio.Event()
+
+    async def slow(_request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.json_response({"accepted": True}, status=202)
+
+    stub.behaviours["generate-website"] = slow
+    ids = [await make_generation(conn, due=True) for _ in range(5)]
+    daemon, task = await _run_until_ready(settings_for(db_url, stub.url, PROCESSOR_TICK="60", PROCESSOR_GRACE="2"))
+    name = await conn.fetchval("SELECT current_database()")
+    try:
+        await stub.wait_for(5, within_s=15)
+        await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT 0')
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND usename = $1", DAEMON_ROLE)
+        release.set()  # the answers come back while the database is gone
+        daemon.request_stop()
+        done, _ = await asyncio.wait([task], timeout=60)
+        assert task in done, "the daemon did not stop"
+        assert task.exception() is None
+    finally:
+        release.set()
+        await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+        await _stop(daemon, task)
+    rows = await conn.fetch("SELECT status, attempt FROM generation_history WHERE id = ANY($1)", ids)
+    assert all(r["status"] == "generating" and r["attempt"] == 1 for r in rows)
