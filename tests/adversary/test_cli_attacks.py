@@ -15,8 +15,8 @@ import pytest
 from processor import admin
 from processor.admin import FailedFilter
 from processor.config import Settings
-from tests.e2e import cli
-from tests.factories import make_generation
+from tests.support import cli
+from tests.support.factories import make_generation
 
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07\u202egnp.exe\u2028\u200b\x9b31m\r\nfake | line"
 

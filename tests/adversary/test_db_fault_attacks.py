@@ -8,7 +8,6 @@ limit. Where a fault must land at one exact step, the test runs a real pg_termin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -17,11 +16,9 @@ from aiohttp import web
 from processor.config import Settings
 from processor.daemon import Daemon
 from processor.listener import Listener
-from tests.factories import make_generation
-from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
-from tests.pg import DAEMON_ROLE
-
-StartDaemon = Callable[..., Awaitable[Running]]
+from tests.support.factories import make_generation
+from tests.support.http import StartDaemon, Stub, settings_for, status_of, wait_until
+from tests.support.pg import DAEMON_ROLE
 
 
 async def _terminate(admin_url: str, pid: int) -> None:
@@ -205,9 +202,6 @@ async def _is(conn: asyncpg.Connection, row_id: object, status: str) -> bool:
     return await status_of(conn, row_id) == status
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a generator answering a JSON-escaped lone surrogate "
-                                       "(\\ud800) makes the outcome unrecordable (DataError): the row is never "
-                                       "recorded, never counted, and is redelivered after every lease forever")
 async def test_a_lone_surrogate_in_the_generators_answer_is_recorded(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
     async def surrogate(_request: web.Request) -> web.StreamResponse:
@@ -272,9 +266,6 @@ async def test_stop_while_the_database_refuses_connections_exits_cleanly(
         await conn.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a live row whose heartbeat_at is 'infinity' (written by the app) "
-                                       "makes every next_wakeup read fail ('cannot subtract infinite timestamps'): "
-                                       "the daemon never gets ready or healthy (no READY=1, no watchdog pings)")
 async def test_a_row_with_an_infinite_heartbeat_does_not_make_the_daemon_unhealthy(
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     row_id = await make_generation(conn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -12,10 +12,9 @@ import structlog
 from aiohttp import web
 
 from processor import routing
-from tests.factories import make_generation
-from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
+from tests.support.factories import make_generation
+from tests.support.http import StartDaemon, Stub, settings_for, status_of, wait_until
 
-StartDaemon = Callable[..., Awaitable[Running]]
 KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
 BODY = KEY.removeprefix("sb_secret_")
 
@@ -134,9 +133,6 @@ async def test_dry_run_never_logs_a_hostile_name_as_it_is(db_url: str, conn: asy
     assert not stub.seen
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: `Retry-After: ²` (a digit to str.isdigit, not to float) raises in "
-                                       "parse_retry_after: the 503 is recorded as 'released', due again at once, "
-                                       "never counted: the generator is hammered in a hot loop")
 async def test_a_retry_after_that_isdigit_but_not_a_number_is_a_counted_503(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
     async def odd_retry_after(_request: web.Request) -> web.StreamResponse:
@@ -157,9 +153,6 @@ async def test_a_retry_after_that_isdigit_but_not_a_number_is_a_counted_503(
     assert await conn.fetchval("SELECT dispatch_failures FROM generation_history WHERE id = $1", row_id) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a 500 whose body is JSON nested 30,000 deep raises RecursionError "
-                                       "in delivery._message: recorded as 'released', due again at once, never "
-                                       "counted: the generator is hammered in a hot loop")
 async def test_a_deeply_nested_answer_is_a_counted_500(db_url: str, conn: asyncpg.Connection, stub: Stub,
                                                       start_daemon: StartDaemon) -> None:
     async def nested(_request: web.Request) -> web.StreamResponse:
@@ -180,9 +173,6 @@ async def test_a_deeply_nested_answer_is_a_counted_500(db_url: str, conn: asyncp
     assert await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", row_id) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a row whose request holds JSON nested 5,000 deep raises "
-                                       "RecursionError in scheduler._as_object: released and claimed again at once, "
-                                       "forever (a hot loop on the database), never failed")
 async def test_a_deeply_nested_request_fails_the_row_once(db_url: str, conn: asyncpg.Connection, stub: Stub,
                                                           start_daemon: StartDaemon) -> None:
     row_id = await make_generation(conn, due=True)

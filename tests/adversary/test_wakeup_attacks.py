@@ -8,17 +8,14 @@ these tests cannot fail because the machine is loaded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
 from processor.scheduler import Scheduler, SweepResult
-from tests.factories import make_generation
-from tests.http_fixtures import Running, Stub, settings_for, status_of, wait_until
-
-StartDaemon = Callable[..., Awaitable[Running]]
+from tests.support.factories import make_generation
+from tests.support.http import StartDaemon, Stub, settings_for, status_of, wait_until
 
 
 @pytest.fixture
