@@ -182,7 +182,7 @@ class Daemon:
                 await asyncio.wait(waiters, timeout=step, return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
                     w.cancel()
-                if ping_every and self.healthy:
+                if ping_every:  # the loop turns: a database outage is backed off from, not a hang to kill
                     systemd.notify("WATCHDOG=1")
                 if self.sleeping.slot_ends_it and self.scheduler.slot_freed.is_set():
                     return self.wakeup.on_wake(Woke.SLOT, self.sleeping)

@@ -306,9 +306,6 @@ class _Notifications(asyncio.DatagramProtocol):
         self.messages.append(data.decode())
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: while the database is down the loop stops pinging the systemd "
-                                       "watchdog, so an outage longer than WatchdogSec (60 s) gets the daemon "
-                                       "killed by systemd (and a row with an infinite heartbeat does so forever)")
 async def test_the_watchdog_is_fed_through_a_database_outage(
         db_url: str, conn: asyncpg.Connection, stub: Stub, tmp_path: object,
         monkeypatch: pytest.MonkeyPatch) -> None:
