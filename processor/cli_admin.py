@@ -32,8 +32,11 @@ def since(text: str) -> datetime.datetime:
     """--since: an age (30m, 2h, 7d) or an ISO 8601 time (UTC when it names no zone)."""
     match = _AGO.match(text.strip().lower())
     if match:
-        return datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-            seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        try:
+            return datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+                seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        except (OverflowError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} reaches before year 1") from None
     try:
         value = datetime.datetime.fromisoformat(text.strip())
     except ValueError:

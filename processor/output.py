@@ -50,14 +50,21 @@ def cell(value: Any) -> str:
     return printable(str(value))
 
 
+MAX_CELL = 200  # a table cell is cut here: one huge value must not pad every line to its width (--json is whole)
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """An aligned text table (as psql prints one)."""
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    """An aligned text table (as psql prints one); cells longer than MAX_CELL are cut, marked with …."""
+    cells = [[_cut(cell(r.get(c))) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
              "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 def _json_default(value: Any) -> Any:
