@@ -6,6 +6,8 @@ database URL included, may come from a file; one trailing newline (as editors an
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +33,9 @@ def read_secret(values: Mapping[str, str], name: str, problems: list[str]) -> st
     if not path:
         return inline
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO nobody writes to would hang every command
+            problems.append(f"{name}: {name}_FILE {path} is not a regular file")
+            return ""
         with open(Path(path), "rb") as handle:
             raw = handle.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as exc:

@@ -77,8 +77,6 @@ async def test_an_absurd_since_is_one_line_and_exit_2(db_url: str, since: str) -
     assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a NAME_FILE that is a FIFO nobody writes to hangs every "
-                                       "command at configuration, forever (no one-line error, no exit)")
 async def test_a_secret_file_that_is_a_fifo_does_not_hang(db_url: str, tmp_path: Path) -> None:
     fifo = tmp_path / "jwt-secret"
     os.mkfifo(fifo)
