@@ -34,8 +34,10 @@ def describe_settings(settings: Settings) -> list[tuple[str, str]]:
             else:
                 shown = redact(str(value)) if value else ""
             rows.append((f.name, shown or "(not set)"))
-        elif f.name == "database_url":
-            rows.append((f.name, scrub.redact_url(value)))
+        elif f.name in ("database_url", "functions_url"):
+            rows.append((f.name, scrub.redact_url(value) if value else ""))
+        elif f.name == "routes":
+            rows.append((f.name, str({k: scrub.redact_url(v) for k, v in value.items()})))
         else:
             rows.append((f.name, str(value)))
     return rows
@@ -101,7 +103,7 @@ async def run_checks(settings: Settings, out: TextIO = sys.stdout, *, probe_rout
     await check("authority", authority)
     if not probe_routes:
         for generator in settings.generators:
-            print(f"  --   route {printable(generator)}: {printable(settings.route(generator))} "
+            print(f"  --   route {printable(generator)}: {printable(scrub.redact_url(settings.route(generator)))} "
                   "(not contacted; --probe-routes to try it)", file=out)
         print("all checks passed" if not failures else f"{failures} check(s) failed", file=out)
         return 0 if not failures else 1

@@ -81,7 +81,8 @@ class Settings:
         """Every configured secret, the database password included: scrubbed from peers' text."""
         values = [self.jwt_secret, self.processor_jwt_secret, self.jwt_private_key, self.service_role_key,
                   *self.secret_keys.values(),
-                  *scrub.url_passwords(self.database_url)]
+                  *scrub.url_passwords(self.database_url), *scrub.url_passwords(self.functions_url),
+                  *(p for url in self.routes.values() for p in scrub.url_passwords(url))]
         return [v for v in values if v]
 
     @property

@@ -144,8 +144,6 @@ async def test_infinite_times_in_a_row_do_not_break_status(db_url: str, conn: as
             json.loads(out.getvalue())
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a password in FUNCTIONS_URL or a PROCESSOR_ROUTES URL "
-                                       "(https://user:password@host/...) is printed as it is by `processor check`")
 @pytest.mark.parametrize("setting", ["FUNCTIONS_URL", "PROCESSOR_ROUTES"])
 async def test_a_password_in_a_generator_url_never_reaches_check_output(db_url: str, setting: str) -> None:
     password = "Sup3rS3cretPw0rd"
