@@ -9,7 +9,7 @@ TS := generators/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-quick ts-test lint bench bench-quick
+.PHONY: help install demo test test-quick ts-test lint bench bench-quick bench-profile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,8 +43,12 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check processor tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP) ## all benchmarks (about 25 min): one table, bench/results/*.json (BENCH_DATABASE_URL or embedded)
+bench: $(STAMP) ## all benchmarks (about 30 min): one table, bench/results/*.json (BENCH_DATABASE_URL or embedded)
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ## the benchmarks with short runs and small tables (about 5 min)
+bench-quick: $(STAMP) ## the benchmarks with short runs and small tables (about 6 min)
 	$(BIN)/python -m bench.run --quick
+
+bench-profile: $(STAMP) ## py-spy profile of one daemon recovering 10,000 rows (installs py-spy into .venv)
+	$(BIN)/pip install -q py-spy
+	$(BIN)/python -m bench.run --quick profile

@@ -1,6 +1,7 @@
 """Mass recovery: N rows due at once, delivered to a 202 stub; deliveries/s beside three bare clients
-(httpx default transport, httpx with the httpx-aiohttp transport, raw aiohttp) against the same stub,
-and with 1, 2 and 4 daemons on the same database.
+(httpx default transport, httpx with the httpx-aiohttp transport, raw aiohttp; each in a process of its own)
+posting to the same stub, and with 1, 2 and 3 daemons on the same database. CPU seconds per delivery of the
+daemon processes and of their PostgreSQL backends, beside the bare clients' CPU seconds per request.
 """
 
 from __future__ import annotations
@@ -8,56 +9,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-import aiohttp
 import asyncpg
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
-from bench.common import Result, Row, daemon_process, fresh_db, stub_arrivals, stub_process, stub_reset
-
-IN_FLIGHT = 64
-BODY = json.dumps({"prompt": "a bakery site with a menu and a map", "retryHistoryId": "x", "retryAttempt": 1})
-
-
-async def _bare(name: str, url: str, n: int) -> float:
-    """Requests/s of a bare client posting n bodies with IN_FLIGHT in flight."""
-    post: Callable[[], Awaitable[None]]
-    async with contextlib.AsyncExitStack() as stack:
-        if name == "raw aiohttp":
-            session = await stack.enter_async_context(aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=IN_FLIGHT)))
-
-            async def post() -> None:
-                async with session.post(f"{url}/bare", data=BODY, headers={"Content-Type": "application/json"}) as r:
-                    await r.read()
-        else:
-            limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-            transport = AiohttpTransport(limits=limits) if name == "httpx + httpx-aiohttp" else None
-            client = await stack.enter_async_context(httpx.AsyncClient(limits=limits, transport=transport,
-                                                                       timeout=30))
-
-            async def post() -> None:
-                r = await client.post(f"{url}/bare", content=BODY, headers={"Content-Type": "application/json"})
-                await r.aread()
-
-        queue = iter(range(n))
-
-        async def worker() -> None:
-            for _ in queue:
-                await post()
-
-        await asyncio.gather(*(worker() for _ in range(8)))  # warm-up connections
-        queue = iter(range(n))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-        return n / (time.perf_counter() - started)
+from bench.bare_client import BODY, IN_FLIGHT, NAMES
+from bench.common import (
+    ROOT,
+    Result,
+    Row,
+    cpu_seconds,
+    daemon_process,
+    fresh_db,
+    machine_busy,
+    stub_arrivals,
+    stub_process,
+    stub_reset,
+)
 
 
-async def _recover(db_url: str, stub_url: str, n: int, daemons: int) -> float:
-    """Deliveries/s from the moment n rows become due to the last request at the stub."""
+async def bare_client(name: str, url: str, n: int) -> dict[str, float]:
+    """python -m bench.bare_client in its own process: {"per_s", "cpu_s", "n"}."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.bare_client", name, url, str(n),
+                                                cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    data: dict[str, float] = json.loads(out)
+    return data
+
+
+async def _backends(conn: asyncpg.Connection) -> list[int]:
+    return [r["pid"] for r in await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+
+
+async def recover(db_url: str, stub_url: str, n: int, daemons: int) -> dict[str, Any]:
+    """Deliveries/s from the moment n rows become due to the last request at the stub, and CPU seconds."""
     conn = await asyncpg.connect(db_url)
     await conn.execute("TRUNCATE generation_history")
     # n generating rows, stale but not yet due (their deadline is in an hour)
@@ -68,43 +57,68 @@ async def _recover(db_url: str, stub_url: str, n: int, daemons: int) -> float:
     await conn.execute("VACUUM ANALYZE generation_history")
     await stub_reset(stub_url)
     async with contextlib.AsyncExitStack() as stack:
-        for _ in range(daemons):
-            await stack.enter_async_context(daemon_process(
-                db_url, stub_url, PROCESSOR_MAX_IN_FLIGHT=str(IN_FLIGHT), PROCESSOR_GENERATOR_IN_FLIGHT=str(IN_FLIGHT),
-                PROCESSOR_BATCH_SIZE="100", PROCESSOR_TICK="60"))
+        procs = [await stack.enter_async_context(daemon_process(
+            db_url, stub_url, PROCESSOR_MAX_IN_FLIGHT=str(IN_FLIGHT), PROCESSOR_GENERATOR_IN_FLIGHT=str(IN_FLIGHT),
+            PROCESSOR_BATCH_SIZE="100", PROCESSOR_TICK="60")) for _ in range(daemons)]
         await asyncio.sleep(0.5)
+        backends = await _backends(conn)
+        cpu0 = {pid: cpu_seconds(pid) for pid in [p.pid for p in procs] + backends}
+        busy0, total0 = machine_busy()
         due_at = await conn.fetchval(
             "UPDATE generation_history SET deadline_at = clock_timestamp() RETURNING extract(epoch FROM now())::float8")
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
             count = await conn.fetchval("SELECT count(*) FROM generation_history WHERE retry_count >= 1")
             if count >= n:
                 break
+        busy1, total1 = machine_busy()
+        backends = await _backends(conn)  # the pools may have opened more connections meanwhile
+        daemon_cpu = sum(cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
+        pg_cpu = sum(cpu_seconds(pid) - cpu0.get(pid, 0.0) for pid in backends)
         arrivals = await stub_arrivals(stub_url)
     await conn.close()
     last = max(t for _k, _r, t in arrivals)
-    return len({k for k, _r, _t in arrivals}) / (last - due_at)
+    delivered = len({k for k, _r, _t in arrivals})
+    wall = last - due_at
+    return {"per_s": delivered / wall, "delivered": delivered, "seconds": wall, "daemon_cpu_s": daemon_cpu,
+            "pg_cpu_s": pg_cpu, "daemons": daemons,
+            "machine_cores_busy": (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)}
+
+
+def _us(cpu_s: float, count: float) -> str:
+    return f"{cpu_s / count * 1e6:,.0f} µs"
 
 
 async def run(admin_url: str, quick: bool) -> Result:
     sizes = [10_000] if quick else [10_000, 100_000]
     result = Result("recovery")
     async with fresh_db(admin_url) as db_url, stub_process() as stub_url:
-        bare = {name: await _bare(name, stub_url, 10_000)
-                for name in ("httpx default transport", "httpx + httpx-aiohttp", "raw aiohttp")}
-        floor = ", ".join(f"{k}: {v:,.0f}/s" for k, v in bare.items())
-        one = {n: await _recover(db_url, stub_url, n, 1) for n in sizes}
-        scaling = {d: await _recover(db_url, stub_url, 10_000, d) for d in (2, 4)}
-    raw = bare["raw aiohttp"]
-    for n, rate in one.items():
+        bare = {name: await bare_client(name, stub_url, 10_000) for name in NAMES}
+        one = {n: await recover(db_url, stub_url, n, 1) for n in sizes}
+        curve = {1: one[10_000]} | {d: await recover(db_url, stub_url, 10_000, d) for d in (2, 3)}
+    hx, raw = bare["httpx + httpx-aiohttp"], bare["raw aiohttp"]
+    floor = ", ".join(f"{k}: {v['per_s']:,.0f}/s" for k, v in bare.items())
+    for n, r in one.items():
+        rate = r["per_s"]
         result.rows.append(Row(f"recovery of {n:,} due rows, 1 daemon", f"{rate:,.0f}/s", floor,
-                               ">= 2,000/s", rate >= 2000))
-        result.rows.append(Row(f"  share of raw aiohttp ({n:,})", f"{rate / raw:.0%}", f"raw aiohttp {raw:,.0f}/s",
-                               ">= 30 %", rate / raw >= 0.30))
-    for d, rate in scaling.items():
-        result.rows.append(Row(f"recovery of 10,000 due rows, {d} daemons", f"{rate:,.0f}/s",
-                               f"1 daemon: {one[10_000]:,.0f}/s", "scales until the stub saturates"))
-    result.data = {"bare_clients_per_s": bare, "one_daemon_per_s": one, "daemons_per_s": scaling,
-                   "in_flight": IN_FLIGHT}
+                               f">= 60 % of httpx + httpx-aiohttp = {0.6 * hx['per_s']:,.0f}/s",
+                               rate >= 0.6 * hx["per_s"]))
+        result.rows.append(Row(f"  share of the bare httpx + httpx-aiohttp client ({n:,})",
+                               f"{rate / hx['per_s']:.0%}", f"raw aiohttp: {rate / raw['per_s']:.0%}", ">= 60 %",
+                               rate / hx["per_s"] >= 0.6))
+    r1 = one[10_000]
+    result.rows.append(Row("CPU per delivery, 1 daemon process (10,000)", _us(r1["daemon_cpu_s"], r1["delivered"]),
+                           f"bare httpx + httpx-aiohttp: {_us(hx['cpu_s'], hx['n'])}/request; raw aiohttp: "
+                           f"{_us(raw['cpu_s'], raw['n'])}/request"))
+    result.rows.append(Row("CPU per delivery, its PostgreSQL backends", _us(r1["pg_cpu_s"], r1["delivered"]),
+                           "claim + outcome record, server side"))
+    for d, r in curve.items():
+        cores = (r["daemon_cpu_s"] + r["pg_cpu_s"]) / r["seconds"]
+        result.rows.append(Row(
+            f"curve: 10,000 due rows, {d} daemon{'s' if d > 1 else ''}", f"{r['per_s']:,.0f}/s",
+            f"daemons {_us(r['daemon_cpu_s'], r['delivered'])}/delivery; cores busy: daemons + backends "
+            f"{cores:.2f}, whole machine {r['machine_cores_busy']:.2f} of {os.cpu_count()}",
+            "scales until the cores are spent"))
+    result.data = {"bare_clients": bare, "one_daemon": one, "daemons_curve": curve, "in_flight": IN_FLIGHT}
     return result

@@ -122,7 +122,7 @@ async def stub_process() -> AsyncIterator[str]:
 async def stub_arrivals(url: str) -> list[tuple[str, str, float]]:
     async with httpx.AsyncClient(timeout=60) as client:
         data = (await client.get(f"{url}/_stats")).json()
-    return [tuple(a) for a in data["arrivals"]]  # type: ignore[misc]
+    return [(str(a[0]), str(a[1]), float(a[2])) for a in data["arrivals"]]
 
 
 async def stub_reset(url: str) -> None:
@@ -138,10 +138,14 @@ def daemon_env(db_url: str, functions_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def daemon_process(db_url: str, functions_url: str, **extra: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`processor run` in its own process, ready (its first sweep done) when yielded."""
+async def daemon_process(db_url: str, functions_url: str, *, prefix: tuple[str, ...] = (),
+                         **extra: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`processor run` in its own process, ready (its first sweep done) when yielded.
+
+    prefix: argv to run it under (a profiler); the process yielded is then the prefix's.
+    """
     env = daemon_env(db_url, functions_url, **{"PROCESSOR_LOG_LEVEL": "info", **extra})
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "processor", "run", env=env, cwd=ROOT,
+    proc = await asyncio.create_subprocess_exec(*prefix, sys.executable, "-m", "processor", "run", env=env, cwd=ROOT,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
     # BENCH_DAEMON_LOG=path keeps the daemon's log lines, for looking into a slow sample
@@ -173,6 +177,33 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat), nan when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat): differences of two readings
+    give how many cores were busy, whoever used them."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    idle = fields[3] + fields[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return ""
 
 
 def summary(values: list[float]) -> str:

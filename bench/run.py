@@ -1,6 +1,6 @@
 """make bench: run the benchmarks, print one table, write bench/results/<name>.json.
 
-python -m bench.run [--quick] [name ...]   (names: latency recovery sweep triggers idle memory)
+python -m bench.run [--quick] [name ...]   (names: see ALL)
 Each figure stands beside its baseline or floor, measured in the same run on the same machine.
 """
 
@@ -15,9 +15,9 @@ import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, Result, git_commit, machine, pg_server
+from bench.common import ROOT, Result, git_commit, load_average, machine, pg_server
 
-ALL = ("latency", "recovery", "sweep", "triggers", "idle", "memory", "authority")
+ALL = ("latency", "recovery", "sweep", "triggers", "idle", "memory", "authority", "pgnet", "profile")
 
 
 def table(results: list[Result]) -> str:
@@ -38,18 +38,21 @@ async def main(names: list[str], quick: bool) -> int:
         for name in names:
             module = importlib.import_module(f"bench.bench_{name}")
             print(f"== {name}{' (quick)' if quick else ''}", file=sys.stderr, flush=True)
-            started = time.monotonic()
+            started, load_before = time.monotonic(), load_average()
             result: Result = await module.run(admin_url, quick)
             elapsed = time.monotonic() - started
             results.append(result)
             out: dict[str, Any] = {
                 "name": name, "quick": quick, "seconds": round(elapsed, 1), "commit": git_commit(),
                 "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": machine(),
+                "load_average": {"before": load_before, "after": load_average()},
                 "rows": [row.__dict__ for row in result.rows], "data": result.data,
             }
             (ROOT / "bench" / "results" / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
             print(table([result]), file=sys.stderr, flush=True)
+            print(f"   load average before / after: {load_before} / {load_average()}", file=sys.stderr, flush=True)
     print(table(results))
+    print(f"load average (1, 5, 15 min) at the end: {load_average()}; {machine()['cores']} cores")
     return 0
 
 
