@@ -22,6 +22,7 @@ from processor.config import Settings
 from processor.contracts import ClaimAction, ClaimedRow
 from processor.credentials import Authority, Delivery
 from processor.errors import ConfigError
+from processor.limits import GeneratorLimits
 from processor.logs import get_logger
 from processor.metrics import INVALID, Metrics
 from processor.recorder import DB_ERRORS, Recorder
@@ -54,7 +55,7 @@ class Scheduler:
         # told the new deadline of each recorded row: a backoff the daemon set itself sends no NOTIFY
         self.on_deadline: Callable[[float], None] = lambda _epoch: None
         self.outcomes: Counter[str] = Counter()
-        self._per_generator: dict[str, asyncio.Semaphore] = {}
+        self._per_generator = GeneratorLimits(settings.generator_in_flight)
         self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
         # Our own fault (a key that cannot sign): every claim would fail the same way, so the daemon stops
         # rather than burn rows. run_once() raises it; on_fatal lets the daemon wake up to do so at once.
@@ -96,7 +97,7 @@ class Scheduler:
                     row = ClaimedRow.of(record)
                     action = "deliver" if row.action is ClaimAction.DELIVER else "fail_exhausted"
                     item: dict[str, Any] = {
-                            "generation_id": str(row.id), "generator": row.generator, "attempt": row.attempt,
+                            "generation_id": str(row.id), "generator": _shown(row.generator), "attempt": row.attempt,
                             "action": action,
                             "url": (r := self.settings.resolve(row.generator)).url or r.refusal,
                             "authority": self.authority.mode}
@@ -130,7 +131,7 @@ class Scheduler:
         if row.action is ClaimAction.EXHAUSTED:
             result.exhausted += 1
             self.metrics.exhaustions.inc()
-            self.log.warning("generation_exhausted", generation_id=str(row.id), generator=row.generator,
+            self.log.warning("generation_exhausted", generation_id=str(row.id), generator=_shown(row.generator),
                              retries=row.retry_count, error_message=row.error_message)
             return
         result.claimed += 1
@@ -161,11 +162,6 @@ class Scheduler:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("delivery_task_failed", error=repr(task.exception()))
 
-    def _limit(self, generator: str) -> asyncio.Semaphore:
-        if generator not in self._per_generator:
-            self._per_generator[generator] = asyncio.Semaphore(self.settings.generator_in_flight)
-        return self._per_generator[generator]
-
     async def _deliver(self, row: ClaimedRow, claimed_at: float) -> None:
         """Send one claimed row, free its slot when the answer comes, then record the outcome."""
         self.recording += 1
@@ -177,7 +173,7 @@ class Scheduler:
         except Exception as exc:
             # A bug of ours, not the row's: never "try again now" (that loops at the sweep rate), but an
             # outcome that backs off and ends after max_dispatch_failures.
-            self.log.exception("delivery_error", generation_id=str(row.id), generator=row.generator)
+            self.log.exception("delivery_error", generation_id=str(row.id), generator=_shown(row.generator))
             outcome = delivery.Outcome(delivery.UNREACHABLE, None, "delivery failed",
                                        f"internal error: {type(exc).__name__}")
         finally:
@@ -186,7 +182,10 @@ class Scheduler:
             await asyncio.shield(self._record(row, outcome, claimed_at))
 
     async def _send_within_lease(self, row: ClaimedRow, claimed_at: float) -> delivery.Outcome:
-        async with self._limit(row.generator):
+        route = self.settings.resolve(row.generator)  # a name that is not a routing key is never sent
+        if route.refusal:
+            return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route.refusal)
+        async with self._per_generator.slot(row.generator):
             # A row that waited too long for a slot is given back rather than sent on a lease that could run
             # out during the delivery: sent only while connect + response time-out still fit, with a margin.
             budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
@@ -195,9 +194,8 @@ class Scheduler:
             return await self._send(row)
 
     async def _send(self, row: ClaimedRow) -> delivery.Outcome:
-        route = self.settings.resolve(row.generator)  # a name that is not a routing key is never sent
-        if route.refusal:
-            return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route.refusal)
+        route = self.settings.resolve(row.generator)
+        assert route.url is not None  # refused names never get here (_send_within_lease)
         d = Delivery(row.generator, str(row.user_id), str(row.id), row.attempt)
         try:
             body = delivery.request_body(row.request, d.retry_history_id, d.attempt)
@@ -278,3 +276,7 @@ class Scheduler:
         elif rec.circuit == "closed":
             self.log.info("generator_resumed", generator=generator)
 
+
+def _shown(generator: str) -> str:
+    """A row's generator name for a log line: itself when a routing key, else escaped and cut (SPEC 3.1)."""
+    return generator if routing.is_name(generator) else routing.show(generator)
