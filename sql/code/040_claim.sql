@@ -42,7 +42,14 @@ BEGIN
     SELECT * INTO f FROM genretry.dispatch_filter(p_now);
 
     -- A generator whose pause is over: whoever wins this row lock sends the single probe.
+    -- Its circuit row is never waited for: an admin's open transaction holding it blocks that generator
+    -- for this call, not the claim (issue 10, class 5).
     FOREACH g IN ARRAY f.probe_ready LOOP
+        PERFORM 1 FROM genretry.generator_state s WHERE s.generator = g FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            f.blocked := f.blocked || g;
+            CONTINUE;
+        END IF;
         UPDATE genretry.generator_state s
         SET state = 'probing', probe_until = p_now + p_lease, probe_lease = NULL, updated_at = p_now
         WHERE s.generator = g

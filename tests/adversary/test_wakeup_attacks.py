@@ -32,8 +32,6 @@ def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: an open circuit with nothing to probe makes the daemon "
-                                       "claim about once a second forever (next_wakeup returns open_until = now)")
 async def test_an_open_circuit_with_no_due_rows_does_not_make_the_daemon_sweep(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int]) -> None:
     # A generator paused a while ago whose rows then finished on their own (or were given up by an admin):
@@ -50,8 +48,6 @@ async def test_an_open_circuit_with_no_due_rows_does_not_make_the_daemon_sweep(
     assert len(sweeps) - before <= 1, f"{len(sweeps) - before} sweeps in 4 s while nothing was due"
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: an open circuit whose rows fall due later than the pause "
-                                       "makes the daemon claim about once a second until they fall due")
 async def test_a_pause_that_ends_before_its_rows_fall_due_does_not_make_the_daemon_sweep(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int]) -> None:
     row_id = await make_generation(conn)  # falls due in ~7 minutes (the default stale_after)
@@ -121,9 +117,6 @@ async def test_a_dead_listener_is_noticed_and_replaced_while_idle(
     assert not running.task.done()
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: an admin's open transaction holding one generator's circuit "
-                                       "row (FOR UPDATE) blocks every claim (the probe UPDATE waits, no SKIP "
-                                       "LOCKED): every other generator's due rows stall while it is held")
 async def test_an_admin_holding_one_circuit_row_does_not_stall_other_generators(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
     await conn.execute(
