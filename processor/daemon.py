@@ -47,19 +47,29 @@ class Daemon:
     def hint(self, deadline_epoch: float) -> None:
         """A row's deadline from a notification (the database's clock, as epoch seconds)."""
         now = time.monotonic()
-        woke = self.wakeup.hinted(now, now + (deadline_epoch - time.time()), self.sleeping)
+        woke = self.wakeup.hinted(now, now + (deadline_epoch - self._db_now()), self.sleeping)
         if woke is not None:
             self._note(woke)
 
     def plan(self, deadline_epoch: float) -> None:
         """A deadline the daemon set itself (a backoff it recorded, which sends no NOTIFY): wake at that
         time, idle or busy. Unlike a hint, nothing is claimed before it comes."""
-        at = time.monotonic() + (deadline_epoch - time.time())
+        at = time.monotonic() + (deadline_epoch - self._db_now())
         if self.sleeping is None:
             self._planned = min(self._planned, at)  # the loop is working: used by its next sleep
         elif at < self.sleeping.at:
             self.sleeping = self.wakeup.earlier(self.sleeping, at)
             self.wake.set()
+
+    def _db_now(self) -> float:
+        """The database's clock now, as epoch seconds: deadlines in notifications and records are on it, and
+        the host's wall clock may be skewed from it. Read at each look (processor.scheduler), carried forward
+        on the monotonic clock; the host's wall clock is not used once the database has been asked."""
+        clock = self.scheduler.db_clock if self.scheduler is not None else None
+        if clock is None:
+            return time.time()
+        epoch, read_at = clock
+        return epoch + (time.monotonic() - read_at)
 
     def wake_now(self) -> None:
         """The listener reconnected: notifications sent while it was away are lost, so sweep."""

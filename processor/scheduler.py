@@ -28,7 +28,9 @@ from processor.metrics import INVALID, Metrics
 from processor.recorder import DB_ERRORS, Recorder
 
 CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::float8 * interval '1 second')"
-NEXT = "SELECT extract(epoch FROM genretry.next_wakeup(clock_timestamp()) - clock_timestamp())::float8"
+# seconds to the next deadline, and the database's clock (the daemon reads hints' deadlines on that clock)
+NEXT = ("SELECT extract(epoch FROM genretry.next_wakeup(clock_timestamp()) - clock_timestamp())::float8, "
+        "extract(epoch FROM clock_timestamp())::float8")
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Scheduler:
         self.in_flight = 0  # HTTP deliveries under way (bounded by max_in_flight)
         self.recording = 0  # outcomes not yet written (bounded by 4 x max_in_flight: backpressure)
         self.slot_freed = asyncio.Event()
+        self.db_clock: tuple[float, float] | None = None  # (database epoch, our monotonic) at the last look
         # told the new deadline of each recorded row: a backoff the daemon set itself sends no NOTIFY
         self.on_deadline: Callable[[float], None] = lambda _epoch: None
         self.outcomes: Counter[str] = Counter()
@@ -122,7 +125,10 @@ class Scheduler:
 
     async def seconds_to_next_deadline(self) -> float | None:
         """Seconds until the next claimable deadline, by the database's clock (None: nothing scheduled)."""
-        value: float | None = await self.pool.fetchval(NEXT)
+        row = await self.pool.fetchrow(NEXT)
+        assert row is not None
+        self.db_clock = (row[1], time.monotonic())  # the database's clock, and when we read it (within a trip)
+        value: float | None = row[0]
         return value
 
     # --- one row ---------------------------------------------------------------------------------

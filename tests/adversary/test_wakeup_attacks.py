@@ -156,9 +156,6 @@ class _SkewedClock:
         return self._real.time() + self.skew_s
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: with the host's clock 30 s ahead of the database's, every "
-                                       "notification for a row due within 30 s costs a claim (the hint compares "
-                                       "the database's deadline with the host's clock)")
 async def test_a_host_clock_ahead_of_the_database_does_not_turn_notifications_into_claims(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int],
         monkeypatch: pytest.MonkeyPatch) -> None:
