@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import signal
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
 from processor import db, delivery, migrate, retention, systemd, warmup
+from processor.backoff import Backoff
 from processor.config import Settings
 from processor.listener import Listener
 from processor.logs import get_logger
@@ -21,6 +23,7 @@ from processor.scheduler import CLAIM, NEXT, Scheduler
 from processor.wakeup import Do, Sleep, WakeUp, Woke
 
 DB_ERRORS = db.TRANSIENT_ERRORS
+T = TypeVar("T")
 
 
 class Daemon:
@@ -86,17 +89,18 @@ class Daemon:
         s = self.settings
         if signals:  # first of all: a SIGTERM during start-up ends the daemon cleanly too
             self._install_signals()
-        pool = await db.create_pool(s.database_url, min_size=1, max_size=min(s.max_in_flight, 8) + 2,
-                                    command_timeout=db.COMMAND_TIMEOUT_S,
-                                    server_settings={"lock_timeout": db.LOCK_TIMEOUT_MS},
-                                    **({} if self.listen else {"statement_cache_size": 0}))
+        # A long-running daemon waits for its database (restarting, refusing connections, cancelling); a
+        # cron run (--once) or a --dry-run reports and exits. Mistakes (password, schema) never wait.
+        patient = not (once or dry_run)
+        opened = await self._until_up("database", self._open_database, patient)
+        if opened is None:
+            return  # stopped while waiting
+        pool, version, current = opened
         client = delivery.make_client(max_connections=s.max_in_flight, connect_timeout_s=s.connect_timeout_s,
                                       response_timeout_s=s.response_timeout_s)
         tasks = self._tasks = []
         metrics_runner: Any = None
         try:
-            async with pool.acquire() as conn:
-                version, current = await migrate.check_schema(conn)
             if not current:
                 self.log.warning("schema_code_differs", hint="database functions are from another processor "
                                  "version; run `processor migrate` with this version")
@@ -113,8 +117,15 @@ class Daemon:
                 await self.scheduler.dry_run()
                 return
             if self.listen:
-                self.listener = Listener(s.database_url, self.hint, self.wake_now, probe_interval_s=s.tick_s)
-                await self.listener.start(pool)
+                listener = self.listener = Listener(s.database_url, self.hint, self.wake_now,
+                                                    probe_interval_s=s.tick_s)
+
+                async def start_listener() -> bool:
+                    await listener.start(pool)
+                    return True
+
+                if await self._until_up("listener", start_listener, patient) is None:
+                    return
                 tasks.append(asyncio.create_task(self.listener.run(self.stop), name="listener"))
             tasks.append(retention.start(pool, s.events_retention_s, self.metrics, self.stop))
             if s.metrics_addr:
@@ -131,6 +142,38 @@ class Daemon:
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
             await self._shutdown(tasks, client, pool)
+
+    async def _open_database(self) -> tuple[asyncpg.Pool, int, bool]:
+        s = self.settings
+        pool = await db.create_pool(s.database_url, min_size=1, max_size=min(s.max_in_flight, 8) + 2,
+                                    command_timeout=db.COMMAND_TIMEOUT_S,
+                                    server_settings={"lock_timeout": db.LOCK_TIMEOUT_MS},
+                                    **({} if self.listen else {"statement_cache_size": 0}))
+        try:
+            async with pool.acquire() as conn:
+                version, current = await migrate.check_schema(conn)
+        except BaseException:
+            pool.terminate()
+            raise
+        return pool, version, current
+
+    async def _until_up(self, step: str, attempt: Callable[[], Awaitable[T]], patient: bool) -> T | None:
+        """attempt() until it succeeds; a transient database failure is waited out with backoff (telling
+        systemd the start takes longer). None when stopped while waiting."""
+        backoff = Backoff(first_s=0.5, cap_s=30.0)
+        while not self.stop.is_set():
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not patient or not db.transient_at_start(exc):
+                    raise
+                delay = backoff.next()
+                self.log.warning("database_unavailable", step=step, error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                                 retry_in_s=round(delay, 2))
+                systemd.notify(f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1e6)}\nSTATUS=waiting for the database")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+        return None
 
     async def _loop(self, once: bool) -> None:
         """Execute the wake-up's decisions (processor.wakeup): work, then sleep until the next turn."""

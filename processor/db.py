@@ -82,6 +82,25 @@ async def connect(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S, **k
         raise DatabaseError(f"cannot connect to the database at {describe_target(url)}: {_reason(exc)}") from exc
 
 
+# SQLSTATEs that no wait cures: bad password or role, no such database, no right to connect.
+_PERMANENT_AT_START = {"28P01", "28000", "3D000", "42501"}
+
+
+def transient_at_start(exc: BaseException) -> bool:
+    """Whether a failure while the daemon starts is worth waiting out (the database restarting, refusing
+    connections, cancelling statements) rather than a mistake to report (credentials, schema, pooler)."""
+    from processor.errors import ListenUnavailable, SchemaError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (SchemaError, ListenUnavailable)):
+            return False
+        if isinstance(seen, asyncpg.PostgresError) and getattr(seen, "sqlstate", None) in _PERMANENT_AT_START:
+            return False
+        seen = seen.__cause__
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
 def raised_by_driver(exc: BaseException) -> bool:
     """True when the innermost frame of the exception's traceback is inside asyncpg."""
     tb = exc.__traceback__

@@ -27,6 +27,10 @@ class DatabaseError(ProcessorError):
     """The database could not be reached or answered with an error."""
 
 
+class ListenUnavailable(DatabaseError):
+    """LISTEN receives no notifications on this connection (a transaction-mode pooler): not transient."""
+
+
 class NotFoundError(DatabaseError):
     """An admin call named a generation that does not exist."""
 

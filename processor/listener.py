@@ -18,7 +18,7 @@ import asyncpg
 
 from processor import db
 from processor.backoff import Backoff
-from processor.errors import DatabaseError
+from processor.errors import DatabaseError, ListenUnavailable
 from processor.logs import get_logger
 
 CHANNEL = "genretry"
@@ -96,19 +96,28 @@ class Listener:
         def on_ping(*_args: Any) -> None:
             arrived.set()
 
-        await self.conn.add_listener(channel, on_ping)
         try:
+            await self.conn.add_listener(channel, on_ping)
             await pool.execute("SELECT pg_notify($1, 'ping')", channel)
-            await asyncio.wait_for(arrived.wait(), 3.0)
-        except TimeoutError as exc:
+            waiters = [asyncio.ensure_future(arrived.wait()), asyncio.ensure_future(self.lost.wait())]
+            await asyncio.wait(waiters, timeout=3.0, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+        except db.TRANSIENT_ERRORS as exc:  # the connection went away meanwhile: try again, it says nothing
+            await self._close_quietly()
+            raise DatabaseError(f"LISTEN self-test interrupted: {type(exc).__name__}") from exc
+        if self.lost.is_set() or self.conn is None or self.conn.is_closed():
+            await self._close_quietly()
+            raise DatabaseError("LISTEN self-test interrupted: the connection was lost")
+        with contextlib.suppress(*db.TRANSIENT_ERRORS):
+            await self.conn.remove_listener(channel, on_ping)
+        if not arrived.is_set():
             hint = " (port 6543 is the platform's transaction-mode pooler)" if looks_like_transaction_pooler(
                 self.url) else ""
-            raise DatabaseError(
+            raise ListenUnavailable(
                 f"LISTEN receives no notifications on {db.describe_target(self.url)}{hint}: a transaction-mode "
                 "pooler cannot LISTEN. Use a direct or session-mode connection (port 5432), or run with --no-listen"
-            ) from exc
-        finally:
-            await self.conn.remove_listener(channel, on_ping)
+            )
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         payload = str(payload)

@@ -44,8 +44,6 @@ async def _stop(daemon: Daemon, task: asyncio.Task[None]) -> None:
     await asyncio.wait([task], timeout=20)
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: the listener's connection terminated during its start-up "
-                                       "self-test ends Daemon.run() with a raw asyncpg error")
 async def test_listener_terminated_during_its_self_test_does_not_kill_the_daemon(
         db_url: str, conn: asyncpg.Connection, stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
     original = Listener._connect
@@ -70,8 +68,6 @@ async def test_listener_terminated_during_its_self_test_does_not_kill_the_daemon
         await _stop(daemon, task)
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a daemon started while the database refuses its connections "
-                                       "(connection limit reached) exits instead of waiting for the database")
 async def test_a_daemon_started_while_connections_are_refused_waits_for_the_database(
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     name = await conn.fetchval("SELECT current_database()")
@@ -116,8 +112,6 @@ async def _healthy(listener: Listener) -> bool:
     return listener.healthy
 
 
-@pytest.mark.xfail(strict=True, reason="adversary: a statement time-out on the daemon's role at start "
-                                       "(check_schema cancelled) ends Daemon.run() with a raw asyncpg error")
 async def test_a_statement_timeout_at_start_does_not_kill_the_daemon(
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     name = await conn.fetchval("SELECT current_database()")

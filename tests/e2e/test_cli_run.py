@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiohttp import web
@@ -13,6 +15,7 @@ from processor import migrate
 from tests.support import cli
 from tests.support.factories import make_generation
 from tests.support.http import Stub
+from tests.support.pg import with_database
 
 
 def events(out: str) -> list[dict[str, object]]:
@@ -119,3 +122,22 @@ async def test_check_fails_on_an_unreachable_route(db_url: str) -> None:
     result = await cli.run("check", "--probe-routes", env=cli.env_for(db_url, "http://127.0.0.1:9"))
     assert result.code == 1
     assert "FAIL route generate-website:" in result.out
+
+
+async def test_a_database_that_is_down_is_waited_for_but_mistakes_are_reported(db_url: str, tmp_path: Path) -> None:
+    """At start, `run` waits out a database that is down (a restart, refused connections), saying so and
+    telling systemd the start takes longer; a wrong database or role is reported at once; --once never waits."""
+    parts = urlsplit(db_url)
+    for url in (with_database(db_url, "genretry_no_such_database"),
+                urlunsplit(parts._replace(netloc=f"genretry_no_such_role@{parts.netloc.rsplit('@', 1)[-1]}"))):
+        result = await cli.run("run", env=cli.env_for(url), timeout_s=30)
+        assert result.code != 0 and "does not exist" in result.err + result.out
+    down = "postgresql://postgres@127.0.0.1:1/postgres"
+    once = await cli.run("run", "--once", env=cli.env_for(down), timeout_s=30)
+    assert once.code != 0
+    log = tmp_path / "daemon.log"
+    proc = await cli.start("run", env=cli.env_for(down), log=log)
+    await cli.wait_for_line(log, '"database_unavailable"')
+    assert proc.returncode is None
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
