@@ -5,12 +5,14 @@ length cut, so a secret cut in two can never leave half of itself behind. Remove
 (sb_secret_..., sb_publishable_...), JWT-looking strings (eyJ...), Bearer/Basic credentials, PEM private
 keys, and every secret this process was configured with (verbatim, JSON-escaped or percent-encoded), and
 any run of 7 or more characters of one (SPEC 6 lets at most a 6-character prefix show): a generator that
-echoes half a key, or a key without its `sb_secret_` prefix, leaks nothing either.
+echoes half a key, or a key without its `sb_secret_` prefix, leaks nothing either. Pieces are also looked
+for case-insensitively, across separators (a key echoed in chunks), reversed, hex- and base64-encoded.
 The cost is linear in the text (one set look-up per character) and the text is bounded (MAX_CHARS).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable
@@ -30,35 +32,67 @@ _SHAPES = re.compile(
 
 _known: tuple[str, ...] = ()
 _windows: frozenset[str] = frozenset()
+_folded: frozenset[str] = frozenset()  # pieces of the secrets' other forms, ASCII lower case
+GRAM = 4  # every WINDOW-piece holds a GRAM-piece at a position divisible by GRAM: only those are looked up
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def remember(secrets: Iterable[str]) -> None:
     """Add configured secret values to those removed from every text this process scrubs."""
-    global _known, _windows
+    global _known, _windows, _folded
     variants: set[str] = set(_known)
+    secrets = list(secrets)
     for secret in secrets:
         variants.update(_variants(secret))
     _known = tuple(sorted(variants, key=len, reverse=True))  # longest first: no partial leftovers
     _windows = _windows_of(_known)
+    _folded = _folded | _windows_of(f for secret in secrets for f in _other_forms(secret))
 
 
 def forget_all() -> None:
     """Drop the remembered secrets (tests)."""
-    global _known, _windows
-    _known, _windows = (), frozenset()
+    global _known, _windows, _folded
+    _known, _windows, _folded = (), frozenset(), frozenset()
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """The text without credentials; at most MAX_CHARS of it are read."""
-    known, windows = _known, _windows
+    known, windows, folded = _known, _windows, _folded
+    secrets = list(secrets)
     extra = tuple(v for s in secrets for v in _variants(s))
     if extra:
         known, windows = known + extra, windows | _windows_of(extra)
+        folded = folded | _windows_of(f for s in secrets for f in _other_forms(s))
     text = _SHAPES.sub(_mark, text[:MAX_CHARS])  # first: a shape is removed whole, not piece by piece
     for secret in known:
         if secret in text:
             text = text.replace(secret, "[redacted secret]")
-    return _drop_pieces(text, windows) if windows else text
+    if windows:
+        text = _drop_pieces(text, windows)
+    return _drop_folded(text, folded) if folded else text
+
+
+def _other_forms(secret: str) -> list[str]:
+    """A secret as an echo may disguise it, ASCII lower case: itself (any case, any separators), reversed,
+    hex, and base64 at each of the three byte alignments (the edges, which depend on neighbours, cut off)."""
+    secret = secret.strip()
+    if len(secret) < MIN_SECRET_CHARS or "-----BEGIN" in secret:
+        return []
+    raw = secret.encode()
+    forms = [secret, secret[::-1], raw.hex()]
+    for skip in range(3):
+        encoded = base64.b64encode(raw[skip:]).decode().rstrip("=")
+        forms.append(encoded[2:-2])
+    return [f.translate(_ASCII_LOWER) for f in forms if len(f) >= WINDOW]
+
+
+def _drop_folded(text: str, folded: frozenset[str]) -> str:
+    """Replace runs of pieces of a secret's other forms, compared in ASCII lower case and across separators
+    (spaces, punctuation): the text's key characters are read as one string, spans mapped back."""
+    where = [i for i, c in enumerate(text) if c in _KEY_CHARS]
+    compact = "".join([text[i] for i in where]).translate(_ASCII_LOWER)
+    return _replace(text, _spans((where[j], where[j + WINDOW - 1] + 1) for j in _starts(compact, folded)))
 
 
 def _variants(secret: str) -> set[str]:
@@ -74,18 +108,48 @@ def _windows_of(secrets: Iterable[str]) -> frozenset[str]:
     return frozenset(s[i:i + WINDOW] for s in secrets for i in range(len(s) - WINDOW + 1))
 
 
-def _drop_pieces(text: str, windows: frozenset[str]) -> str:
-    """Replace every run of text made of WINDOW-character pieces of a secret (a cut-off or partial echo)."""
+def _starts(text: str, windows: frozenset[str]) -> list[int]:
+    """Where WINDOW-character pieces of a secret start in text. Only every GRAM-th position is looked up
+    first (any piece covers one), so the cost per character is a quarter of a set look-up."""
+    grams = _grams_of(windows)
+    found: list[int] = []
+    for q in range(0, len(text) - GRAM + 1, GRAM):
+        if text[q:q + GRAM] in grams:
+            found.extend(j for j in range(max(0, q - WINDOW + GRAM), q + 1) if text[j:j + WINDOW] in windows)
+    return found
+
+
+_GRAMS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _grams_of(windows: frozenset[str]) -> frozenset[str]:
+    grams = _GRAMS.get(windows)
+    if grams is None:
+        if len(_GRAMS) > 16:
+            _GRAMS.clear()
+        grams = _GRAMS[windows] = frozenset(w[i:i + GRAM] for w in windows for i in range(WINDOW - GRAM + 1))
+    return grams
+
+
+def _spans(pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
     spans: list[list[int]] = []
-    for i in range(len(text) - WINDOW + 1):
-        if text[i:i + WINDOW] in windows:
-            if spans and i <= spans[-1][1]:
-                spans[-1][1] = i + WINDOW
-            else:
-                spans.append([i, i + WINDOW])
+    for start, end in pairs:
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return spans
+
+
+def _replace(text: str, spans: list[list[int]]) -> str:
     for start, end in reversed(spans):
         text = text[:start] + "[redacted secret]" + text[end:]
     return text
+
+
+def _drop_pieces(text: str, windows: frozenset[str]) -> str:
+    """Replace every run of text made of WINDOW-character pieces of a secret (a cut-off or partial echo)."""
+    return _replace(text, _spans((j, j + WINDOW) for j in _starts(text, windows)))
 
 
 def _mark(match: re.Match[str]) -> str:
