@@ -87,12 +87,18 @@ def _other_forms(secret: str) -> list[str]:
     return [f.translate(_ASCII_LOWER) for f in forms if len(f) >= WINDOW]
 
 
+_NOT_KEY_CHARS = re.compile(r"[^A-Za-z0-9_+/=-]+")
+
+
 def _drop_folded(text: str, folded: frozenset[str]) -> str:
     """Replace runs of pieces of a secret's other forms, compared in ASCII lower case and across separators
     (spaces, punctuation): the text's key characters are read as one string, spans mapped back."""
+    compact = _NOT_KEY_CHARS.sub("", text).translate(_ASCII_LOWER)
+    starts = _starts(compact, folded)
+    if not starts:  # the usual case: no index map is built (a 64 KB answer must not cost megabytes)
+        return text
     where = [i for i, c in enumerate(text) if c in _KEY_CHARS]
-    compact = "".join([text[i] for i in where]).translate(_ASCII_LOWER)
-    return _replace(text, _spans((where[j], where[j + WINDOW - 1] + 1) for j in _starts(compact, folded)))
+    return _replace(text, _spans((where[j], where[j + WINDOW - 1] + 1) for j in starts))
 
 
 def _variants(secret: str) -> set[str]:
