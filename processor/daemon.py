@@ -279,7 +279,8 @@ class Daemon:
         await self._quietly("http_close", client.aclose())
         if not await self._quietly("pool_close", asyncio.wait_for(pool.close(), 5.0)):
             pool.terminate()
-        self.log.info("daemon_stopped", outcomes=dict(self.scheduler.outcomes) if self.scheduler else {})
+        counts = self.scheduler.outcomes if self.scheduler else {}
+        self.log.info("daemon_stopped", outcomes={str(k): v for k, v in counts.items()})
 
     async def _drain_into(self, finished: list[bool]) -> None:
         assert self.scheduler is not None
