@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.support.factories import events, make_generation
+from tests.support.factories import events, make_generation, one
 
 CLAIM = "SELECT * FROM genretry.claim('w1', 100, '3 minutes', now() + $1::text::interval)"
 RECORD = "SELECT * FROM genretry.record_delivery($1, $2, $3, $4, '{}', NULL, 'w1', now() + $5::text::interval, 0.5)"
@@ -14,7 +14,7 @@ async def _fail_five(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     for _ in range(8):
         await make_generation(conn, due=True, generator="generate-php-website")
     rows = await conn.fetch(CLAIM, "0")
-    results = [await conn.fetchrow(RECORD, r["id"], r["lease_id"], "unreachable", 503, "0") for r in rows[:5]]
+    results = [await one(conn, RECORD, r["id"], r["lease_id"], "unreachable", 503, "0") for r in rows[:5]]
     return results
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from tests.support.factories import events, make_generation, row
+from tests.support.factories import events, make_generation, one, row
 
 CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::text::interval, now() + $4::text::interval)"
 
@@ -30,7 +30,7 @@ async def test_only_due_live_rows_are_claimed(conn: asyncpg.Connection) -> None:
     assert (r["retry_phase"], r["leased_by"], r["attempt"], r["retry_count"]) == ("leased", "w1", 1, 0)
     assert r["lease_until"] == r["deadline_at"]
     assert await events(conn, due) == ["claimed"]
-    worker, actor = await conn.fetchrow(
+    worker, actor = await one(conn,
         "SELECT worker, actor FROM genretry.events WHERE generation_id = $1", due)
     assert (worker, actor) == ("w1", "postgres")
 

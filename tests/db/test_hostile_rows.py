@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from tests.support.factories import make_generation, row
+from tests.support.factories import make_generation, one, row
 from tests.support.pg import as_daemon
 
 pytestmark = pytest.mark.hostile
@@ -94,7 +94,7 @@ async def test_one_hostile_row_never_stops_the_claim_the_views_or_the_metrics(
 
     # afterwards: the row is failed with a reason, or still visible in genretry.stuck
     # (or held by its own sign of life for a bounded time: at most an hour of clock skew beyond stale_for)
-    status, held = await conn.fetchrow(
+    status, held = await one(conn,
         """SELECT status, deadline_at BETWEEN now() AND now() + stale_for + interval '2 hours'
            FROM generation_history WHERE id = $1""", bad)
     assert status == "failed" or held or bad in await stuck_ids(conn)

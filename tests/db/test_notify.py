@@ -40,7 +40,7 @@ class Inbox:
 async def inbox(db_url: str) -> AsyncIterator[Inbox]:
     listener = await asyncpg.connect(db_url)
     box = Inbox()
-    await listener.add_listener("genretry", box)
+    await listener.add_listener("genretry", box)  # type: ignore[arg-type]  # a callable object, as asyncpg allows
     yield box
     await listener.close()
 

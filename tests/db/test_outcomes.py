@@ -7,7 +7,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.support.factories import events, make_generation, row
+from tests.support.factories import events, make_generation, one, row
 
 RECORD = """SELECT * FROM genretry.record_delivery($1, $2, $3, $4, $5::jsonb, $6::interval, 'w1', now(), 0.5)"""
 
@@ -18,7 +18,7 @@ async def delivered(conn: asyncpg.Connection, outcome: str, status: int | None =
     row_id = await make_generation(conn, due=True, retry_count=retry_count)
     await conn.execute("UPDATE generation_history SET dispatch_failures = $2 WHERE id = $1", row_id, dispatch_failures)
     claimed = (await conn.fetch("SELECT * FROM genretry.claim('w1', 10, '3 minutes')"))[0]
-    result = await conn.fetchrow(RECORD, row_id, claimed["lease_id"], outcome, status, detail, retry_after)
+    result = await one(conn, RECORD, row_id, claimed["lease_id"], outcome, status, detail, retry_after)
     return result, await row(conn, row_id)
 
 

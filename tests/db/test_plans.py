@@ -40,7 +40,8 @@ async def big_table(conn: asyncpg.Connection) -> asyncpg.Connection:
 
 def _nodes(plan: dict[str, object]) -> list[dict[str, object]]:
     found = [plan]
-    for child in plan.get("Plans", []):  # type: ignore[union-attr]
+    children: list[dict[str, object]] = plan.get("Plans", [])  # type: ignore[assignment]
+    for child in children:
         found.extend(_nodes(child))
     return found
 

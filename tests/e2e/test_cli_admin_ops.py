@@ -127,9 +127,10 @@ async def test_json_on_every_admin_command(db_url: str, conn: asyncpg.Connection
         assert result.code == 0, result.err
         data = json.loads(result.out)
         assert data["id"] == str(row_id) and data["ok"] is True and data["message"].startswith(str(row_id))
-    for args in (("status",), ("failed",), ("history", str(row_id))):
-        result = await cli.run(*args, "--json", env=env)
-        assert result.code == 0 and json.loads(result.out) is not None, args
+    listings: tuple[tuple[str, ...], ...] = (("status",), ("failed",), ("history", str(row_id)))
+    for listing in listings:
+        result = await cli.run(*listing, "--json", env=env)
+        assert result.code == 0 and json.loads(result.out) is not None, listing
 
 
 HOSTILE = "gen\x1b[2J\x1b]0;owned\x07\u202eevil\u200b"

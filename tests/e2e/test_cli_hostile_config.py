@@ -5,7 +5,7 @@ before anything connects; `processor check` never prints a database password, wh
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,7 +37,7 @@ def config_file(tmp_path: Path, content: bytes) -> str:
     return str(path)
 
 
-CASES = {
+CASES: dict[str, Callable[[Path], dict[str, str]]] = {
     "SUPABASE_JWKS": lambda _p: {"SUPABASE_JWKS": "[" * 100_000},
     "SUPABASE_SECRET_KEYS": lambda _p: {"SUPABASE_SECRET_KEYS": "{" + '"k":{' * 20_000},
     "PROCESSOR_CONFIG": lambda p: {"PROCESSOR_CONFIG": config_file(p, b'functions_url = "http://caf\xe9.example"\n')},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def _pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, password: bytes | 
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
 
 
-UNSIGNABLE = {
+UNSIGNABLE: dict[str, tuple[Callable[[], str], str]] = {
     "rsa": (lambda: _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)), "PROCESSOR_JWT_PRIVATE_KEY"),
     "p384": (lambda: _pem(ec.generate_private_key(ec.SECP384R1())), "PROCESSOR_JWT_PRIVATE_KEY"),
     "encrypted": (lambda: _pem(ec.generate_private_key(ec.SECP256R1()), b"pw"), "PROCESSOR_JWT_PRIVATE_KEY"),

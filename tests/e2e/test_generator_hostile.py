@@ -48,7 +48,7 @@ async def test_an_owner_lookup_that_fails_is_503_and_leaves_the_row_alone(
     assert (response.status_code, response.json()["error"]) == (503, "owner_lookup_failed")
     assert generator.app.accepted == 0
     after = await pool.fetchrow("SELECT status, retry_count, attempt FROM generation_history WHERE id = $1", row_id)
-    assert dict(after) == dict(before)
+    assert after is not None and before is not None and dict(after) == dict(before)
     unknown = await http.post(f"{generator.url}/{GEN}", headers={"apikey": DEMO_SECRET_KEY},
                               json={"retryHistoryId": str(uuid.uuid4())})
     assert (unknown.status_code, unknown.json()["error"]) == (404, "retry_record_not_found")

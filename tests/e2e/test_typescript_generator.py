@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -92,7 +93,7 @@ async def rest(pool: asyncpg.Pool) -> AsyncIterator[Rest]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
     yield state
     await runner.cleanup()
 
@@ -160,7 +161,7 @@ async def test_the_daemon_delivers_to_the_kit_and_the_row_completes(
     rows = [await make_generation(conn, due=True) for _ in range(3)]
     await start_daemon(settings_for(db_url, url, PROCESSOR_GENERATORS="generate-website"))
     for row_id in rows:
-        await wait_until(lambda r=row_id: _is(conn, r, "completed"), within_s=30)
+        await wait_until(functools.partial(_is, conn, row_id, "completed"), within_s=30)
     assert await events(conn, rows[0]) == ["claimed", "delivered", "finished"]
     finisher = await conn.fetchval(
         "SELECT actor FROM genretry.events WHERE generation_id = $1 AND event = 'finished'", rows[0])

@@ -50,7 +50,7 @@ async def test_kill_nine_ten_times(db_url: str, conn: asyncpg.Connection, tmp_pa
         await asyncio.sleep(0.3)
 
     # every row ended: completed, or failed with a reason
-    statuses = dict(await conn.fetch("SELECT status, count(*) FROM generation_history GROUP BY 1"))
+    statuses = {r[0]: r[1] for r in await conn.fetch("SELECT status, count(*) FROM generation_history GROUP BY 1")}
     assert sum(statuses.values()) == ROWS and set(statuses) <= {"completed", "failed"}
     assert await conn.fetchval("SELECT count(*) FROM generation_history WHERE status = 'failed' "
                                "AND coalesce(error_message, '') = ''") == 0

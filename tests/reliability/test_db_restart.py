@@ -25,7 +25,7 @@ def own_server() -> Iterator[tuple[str, object]]:
     import pgserver
 
     with tempfile.TemporaryDirectory(prefix="genretry-restart-") as tmp:
-        server = pgserver.get_server(tmp, cleanup_mode="stop")
+        server = pgserver.get_server(tmp, cleanup_mode="stop")  # type: ignore[attr-defined]
         try:
             yield server.get_uri("postgres"), server
         finally:

@@ -73,7 +73,8 @@ async def test_64_hostile_answers_in_flight_stay_under_80_mb(db_url: str, conn: 
         finally:
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 30)
-    outcomes = dict(await conn.fetch("SELECT last_outcome, count(*) FROM generation_history GROUP BY 1"))
+    counted = await conn.fetch("SELECT last_outcome, count(*) FROM generation_history GROUP BY 1")
+    outcomes = {r[0]: r[1] for r in counted}
     print(f"\nhostile answers: VmHWM {before:.1f} MB with {ROWS} requests in, {peak:.1f} MB after "
           f"{ROWS} hostile answers; outcomes {outcomes}")
     assert code == 0

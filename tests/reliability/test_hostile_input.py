@@ -109,7 +109,8 @@ async def test_ten_thousand_hostile_requests_at_the_reference_generator(pool: as
 
             async def worker() -> None:
                 for headers, body in queue:
-                    raw = {k: v.encode("latin-1") for k, v in headers.items()}  # HTTP allows Latin-1 bytes
+                    # HTTP allows Latin-1 bytes
+                    raw = {k.encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
                     response = await client.post(f"{served.url}/generate-website", headers=raw,
                                                   content=json.dumps(body))
                     statuses[response.status_code] += 1

@@ -31,10 +31,10 @@ async def test_a_black_hole_opens_the_circuit(db_url: str, conn: asyncpg.Connect
         async def paused() -> bool:
             state = await conn.fetchval("SELECT state FROM genretry.generator_state "
                                         "WHERE generator = 'generate-website'")
-            return state == "open"
+            return bool(state == "open")
 
         async def settled() -> bool:  # the deliveries claimed before it opened have timed out too
-            return await conn.fetchval("SELECT count(*) FROM generation_history WHERE lease_id IS NOT NULL") == 0
+            return bool(await conn.fetchval("SELECT count(*) FROM generation_history WHERE lease_id IS NOT NULL") == 0)
 
         await wait_until(paused, within_s=15)
         await wait_until(settled)

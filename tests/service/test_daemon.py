@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import asyncpg
@@ -28,7 +29,7 @@ async def test_stuck_rows_are_rescued_and_completed(db_url: str, conn: asyncpg.C
         with structlog.testing.capture_logs() as logs:
             await start_daemon(settings_for(db_url, served.url))
             for row_id in stuck:
-                await wait_until(lambda r=row_id: _is(conn, r, "completed"))
+                await wait_until(functools.partial(_is, conn, row_id, "completed"))
         assert await status_of(conn, healthy) == "generating"
         seed = await conn.fetchrow("SELECT status, error_message FROM generation_history WHERE id = $1", SEED_ID)
         assert seed["status"] == "failed" and seed["error_message"].startswith("retries exhausted: 2 automatic")

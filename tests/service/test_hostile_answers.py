@@ -86,7 +86,7 @@ async def test_an_unreadable_answer_is_counted_and_the_row_fails(db_url: str, co
         await start_daemon(settings_for(db_url, peer.url, PROCESSOR_TICK="0.2"))
 
         async def failed() -> bool:
-            return (await row(conn, row_id))["status"] == "failed"
+            return bool((await row(conn, row_id))["status"] == "failed")
 
         await wait_until(failed, within_s=30)
         r = await row(conn, row_id)
@@ -105,7 +105,7 @@ async def test_a_2xx_nesting_deep_is_delivered_once(db_url: str, conn: asyncpg.C
         await start_daemon(settings_for(db_url, peer.url, PROCESSOR_TICK="0.2"))
 
         async def recorded() -> bool:
-            return (await row(conn, row_id))["last_outcome"] == "200"
+            return bool((await row(conn, row_id))["last_outcome"] == "200")
 
         await wait_until(recorded)
         assert peer.requests == 1

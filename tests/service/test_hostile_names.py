@@ -48,7 +48,7 @@ async def recorder() -> AsyncIterator[PathRecorder]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
     yield rec
     await runner.cleanup()
 

@@ -59,8 +59,8 @@ async def test_an_admin_lock_on_in_flight_rows_stalls_nothing_else(db_url: str, 
         release.set()  # the two answers come back while their rows are locked
 
         async def others_recorded() -> bool:
-            return await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1::uuid[]) "
-                                       "AND retry_count = 1", others) == len(others)
+            return bool(await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1::uuid[]) "
+                                            "AND retry_count = 1", others) == len(others))
 
         await wait_until(others_recorded, 30)  # not blocked behind the locked two
 
@@ -76,8 +76,8 @@ async def test_an_admin_lock_on_in_flight_rows_stalls_nothing_else(db_url: str, 
         await lock.commit()
 
         async def held_recorded() -> bool:
-            return await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1::uuid[]) "
-                                       "AND retry_count = 1", list(held)) == len(held)
+            return bool(await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1::uuid[]) "
+                                            "AND retry_count = 1", list(held)) == len(held))
 
         await wait_until(held_recorded, 20)
 

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from processor.contracts import OutcomeKind
 from processor.delivery import Outcome
 from processor.recorder import Recorder
 from tests.support.factories import make_generation
@@ -20,15 +21,15 @@ async def test_a_bad_element_fails_alone(db_url: str, conn: asyncpg.Connection) 
     recorder = Recorder(pool, "w", linger_s=0.05)
     try:
         results = await asyncio.gather(
-            recorder.record(ids[0], claimed[ids[0]], Outcome("accepted", 202, "202")),
-            recorder.record(ids[1], "not-a-lease", Outcome("accepted", 202, "202")),
-            recorder.record(ids[2], claimed[ids[2]], Outcome("server_error", 500, "500")),
+            recorder.record(ids[0], claimed[ids[0]], Outcome(OutcomeKind.ACCEPTED, 202, "202")),
+            recorder.record(ids[1], "not-a-lease", Outcome(OutcomeKind.ACCEPTED, 202, "202")),
+            recorder.record(ids[2], claimed[ids[2]], Outcome(OutcomeKind.SERVER_ERROR, 500, "500")),
             return_exceptions=True)
     finally:
         await recorder.close()
         await pool.close()
     assert isinstance(results[1], asyncpg.DataError)
-    assert [r.result for r in (results[0], results[2])] == ["recorded", "recorded"]  # type: ignore[union-attr]
+    assert [r.result for r in (results[0], results[2])] == ["recorded", "recorded"]
     counts = [await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", i) for i in ids]
     assert counts == [1, 0, 1]
 
@@ -40,7 +41,7 @@ async def test_many_outcomes_share_a_transaction(db_url: str, conn: asyncpg.Conn
     assert pool is not None
     recorder = Recorder(pool, "w", linger_s=0.05, max_batch=100)
     try:
-        await asyncio.gather(*(recorder.record(r["id"], r["lease_id"], Outcome("accepted", 202, "202"))
+        await asyncio.gather(*(recorder.record(r["id"], r["lease_id"], Outcome(OutcomeKind.ACCEPTED, 202, "202"))
                                for r in claimed))
     finally:
         await recorder.close()
@@ -61,7 +62,7 @@ async def test_a_detail_the_database_refuses_still_records_the_outcome(db_url: s
     recorder = Recorder(pool, "w")
     try:
         verdict = await recorder.record(row_id, claimed["lease_id"],
-                                        Outcome("server_error", 500, "500\x00", "bad \udcff\x00 answer"))
+                                        Outcome(OutcomeKind.SERVER_ERROR, 500, "500\x00", "bad \udcff\x00 answer"))
     finally:
         await recorder.close()
         await pool.close()

@@ -34,7 +34,7 @@ async def test_an_unsendable_request_fails_its_row_unsent(db_url: str, conn: asy
     await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="0.2"))
 
     async def failed() -> bool:
-        return (await row(conn, row_id))["status"] == "failed"
+        return bool((await row(conn, row_id))["status"] == "failed")
 
     await wait_until(failed)
     r = await row(conn, row_id)

@@ -9,11 +9,20 @@ from typing import Any
 
 import asyncpg
 
+from processor.db import Conn
+
 SEED_ID = uuid.UUID("507db582-8c3f-4e4f-8703-947e6c469a5e")
 
 
+async def one(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
+    """The one row a query returns (a test fails here, not later, when there is none)."""
+    record = await conn.fetchrow(sql, *args)
+    assert record is not None, sql
+    return record
+
+
 async def make_generation(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     id: uuid.UUID | None = None,
     user_id: uuid.UUID | None = None,

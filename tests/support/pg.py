@@ -59,7 +59,7 @@ def server() -> Iterator[tuple[str, str]]:
             "no test database: set TEST_DATABASE_URL, start Docker, or install pgserver (make install)"
         ) from exc
     with tempfile.TemporaryDirectory(prefix="genretry-pg-") as tmp:
-        srv = pgserver.get_server(tmp, cleanup_mode="stop")
+        srv = pgserver.get_server(tmp, cleanup_mode="stop")  # type: ignore[attr-defined]
         try:
             yield srv.get_uri("postgres"), "embedded pgserver"
         finally:

@@ -25,7 +25,8 @@ def verifier_for(case: dict[str, Any]) -> Verifier:
     async def owner_of(retry_id: str) -> str | None:
         if retry_id in failing:
             raise ConnectionError("the REST API answered 503")
-        return owners.get(retry_id)
+        owner: str | None = owners.get(retry_id)
+        return owner
 
     now = float(CONTEXT["now"])
     replay = MemoryReplayGuard(clock=lambda: now)

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from processor import delivery
+from processor.contracts import OutcomeKind
 from processor.delivery import Unsendable, classify_status, parse_retry_after, request_body
 
 
@@ -29,7 +30,7 @@ def test_status_table(status: int, kind: str) -> None:
 
 def test_counted_outcomes() -> None:
     assert {k for k in ("accepted", "timeout", "server_error", "unreachable", "unauthorized", "rejected")
-            if delivery.Outcome(k).counted} == {"accepted", "timeout", "server_error"}
+            if delivery.Outcome(OutcomeKind(k)).counted} == {"accepted", "timeout", "server_error"}
 
 
 def test_retry_after() -> None:

@@ -97,7 +97,12 @@ def test_own_deadlines_move_the_plan_earlier_and_claim_then() -> None:
 
 
 def test_backoff_jitter_stays_within_twenty_percent() -> None:
-    seen = []
-    backoff = Backoff(first_s=1.0, cap_s=1.0, uniform=lambda lo, hi: seen.append((lo, hi)) or hi)
+    seen: list[tuple[float, float]] = []
+
+    def uniform(lo: float, hi: float) -> float:
+        seen.append((lo, hi))
+        return hi
+
+    backoff = Backoff(first_s=1.0, cap_s=1.0, uniform=uniform)
     assert backoff.next() == pytest.approx(1.2)
     assert seen == [(0.8, 1.2)]
