@@ -9,7 +9,7 @@ TS := generators/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-quick ts-test lint bench bench-quick bench-profile
+.PHONY: help install tools demo test test-quick ts-test lint bench bench-quick bench-profile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,15 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 demo: $(STAMP) ## the whole story on an embedded PostgreSQL, in under a minute
 	env -u DATABASE_URL $(BIN)/processor demo
 
-test: $(STAMP) ts-test ## run the whole suite (TEST_DATABASE_URL, else Docker, else an embedded PostgreSQL)
+# Debian tools some tests call (promtool checks the alert rules; systemd-analyze verifies the unit): installed
+# when missing and apt-get can; otherwise those tests fail saying what is missing.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >/dev/null; } || true
+	@command -v systemd-analyze >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd >/dev/null; } || true
+
+test: $(STAMP) tools ts-test ## run the whole suite (TEST_DATABASE_URL, else Docker, else an embedded PostgreSQL)
 	$(BIN)/pytest
 
 $(TS_STAMP): $(TS)/package-lock.json
@@ -36,7 +44,7 @@ $(TS_STAMP): $(TS)/package-lock.json
 ts-test: $(TS_STAMP) ## the TypeScript generator kit: strict type-check, node:test, the same tests under Deno
 	cd $(TS) && npm test --silent && npm run --silent test:deno
 
-test-quick: $(STAMP) ## the suite without the slow reliability tests
+test-quick: $(STAMP) tools ## the suite without the slow reliability tests
 	$(BIN)/pytest -m 'not reliability'
 
 lint: $(STAMP) ## ruff and mypy --strict
