@@ -115,15 +115,21 @@ async def cmd_serve_generator(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(need=("database", "verify"))
     logs.configure(args.log_format or settings.log_format, settings.log_level)
+    # a requested stop is a clean exit (0), whenever it comes: the handlers are in place before the port opens
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=8)
     try:
         served = await reference_generator.start(
             pool, settings.generators, reference_generator.keys_from(settings), host=args.host, port=args.port,
             behaviour=reference_generator.Behaviour(args.work_seconds, args.fail_rate, args.hang_rate))
-        # uvicorn re-raises a captured SIGTERM after its shutdown (exit 143): a requested stop is a clean exit
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: setattr(served.server, "should_exit", True))
         logs.get_logger().info("generator_listening", url=served.url, generators=list(settings.generators))
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait([served.task, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        served.server.should_exit = True
         await served.task
     finally:
         await pool.close()

@@ -16,10 +16,11 @@ chosen attempts; a real generator has no such knob.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,6 +205,20 @@ class Served:
         await self.task
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class OwnSignals(uvicorn.Server):
+        """uvicorn's server without its signal capture: the caller owns SIGTERM (uvicorn re-raises a signal
+        it captured once it has shut down, which ends the process with 143 instead of a clean 0)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    return OwnSignals
+
+
 async def start(pool: asyncpg.Pool, generators: Iterable[str], keys: Keys, *, host: str = "127.0.0.1",
                 port: int = 0, behaviour: Behaviour = Behaviour()) -> Served:
     """Serve the reference generator with uvicorn in this event loop; port 0 picks a free port."""
@@ -212,7 +227,7 @@ async def start(pool: asyncpg.Pool, generators: Iterable[str], keys: Keys, *, ho
     app = ReferenceGenerator(pool, generators, keys, behaviour)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
                             log_config=None)
-    server = uvicorn.Server(config)
+    server = _server_class()(config)  # made on first use: uvicorn is an extra
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

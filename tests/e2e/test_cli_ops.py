@@ -33,23 +33,26 @@ async def test_migrate_sql_prints_a_script_that_migrates_an_empty_database(empty
 
 
 async def test_serve_generator_exits_0_on_sigterm(db_url: str) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = await cli.start("serve-generator", "--port", str(port), env=cli.env_for(db_url))
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                break
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    """A SIGTERM as soon as the port accepts is a clean stop (exit 0): the handlers are installed before the
+    port opens (uvicorn's own capture re-raised it after shutdown: -15 about one run in three). Five times."""
+    for _ in range(5):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = await cli.start("serve-generator", "--port", str(port), env=cli.env_for(db_url))
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    except OSError:
+                        await asyncio.sleep(0.01)
+                        continue
+                    writer.close()
+                    break
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
