@@ -197,11 +197,9 @@ class Scheduler:
             budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
             if time.monotonic() - claimed_at >= budget * 0.8:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
-            return await self._send(row)
+            return await self._send(row, route.url)
 
-    async def _send(self, row: ClaimedRow) -> delivery.Outcome:
-        route = self.settings.resolve(row.generator)
-        assert route.url is not None  # refused names never get here (_send_within_lease)
+    async def _send(self, row: ClaimedRow, url: str) -> delivery.Outcome:
         d = Delivery(row.generator, str(row.user_id), str(row.id), row.attempt)
         try:
             body = delivery.request_body(row.request, d.retry_history_id, d.attempt)
@@ -210,7 +208,7 @@ class Scheduler:
                              reason=str(exc))
             return delivery.Outcome(delivery.UNSENDABLE, None, "request not sent", str(exc))
         headers = {**self._credentials(d), "Idempotency-Key": f"{d.retry_history_id}:{d.attempt}"}
-        outcome = await delivery.deliver(self.client, route.url, headers, body,
+        outcome = await delivery.deliver(self.client, url, headers, body,
                                          connect_timeout_s=self.settings.connect_timeout_s,
                                          response_timeout_s=self.settings.response_timeout_s)
         self.metrics.deliveries.labels(d.generator, outcome.kind).inc()
