@@ -17,7 +17,7 @@ from processor.config import Settings
 from processor.daemon import Daemon
 from processor.listener import Listener
 from tests.support.factories import make_generation
-from tests.support.http import StartDaemon, Stub, settings_for, status_of, wait_until
+from tests.support.http import StartDaemon, Stub, first_outcome, settings_for, status_of, wait_until
 from tests.support.pg import DAEMON_ROLE
 
 
@@ -172,24 +172,30 @@ async def test_terminated_during_claim_by_a_trigger_then_recovers(
     """Survived: the claim's own backend is terminated inside the claim (a trigger on its 'claimed' event,
     three times), the daemon backs off and the row is delivered once the fault stops."""
     # a sequence counts the faults: it is not rolled back with the claim that dies
-    await conn.execute("""
-        CREATE SEQUENCE public.adv_seq;
-        GRANT USAGE ON SEQUENCE public.adv_seq TO PUBLIC;
-        CREATE FUNCTION public.adv_die() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
-        BEGIN
-            IF NEW.event = 'claimed' AND nextval('public.adv_seq') <= 3 THEN
-                PERFORM pg_terminate_backend(pg_backend_pid());
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER adv_die AFTER INSERT ON genretry.events FOR EACH ROW EXECUTE FUNCTION public.adv_die();
-    """)
+    await _kill_backends_on_event(conn, "= 'claimed'", times=3)
     row_id = await make_generation(conn, due=True)
     running = await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
     await stub.wait_for(1, within_s=60)
     await wait_until(lambda: _is(conn, row_id, "generating"), within_s=10)
     assert await conn.fetchval("SELECT last_value FROM public.adv_seq") >= 4
     assert not running.task.done()
+
+
+async def _kill_backends_on_event(conn: asyncpg.Connection, condition: str, *, times: int) -> None:
+    """A trigger on genretry.events that terminates the inserting backend, the first `times` times an event
+    matching `condition` (on NEW.event) is written: a connection dying inside claim or record."""
+    await conn.execute(f"""
+        CREATE SEQUENCE public.adv_seq;
+        GRANT USAGE ON SEQUENCE public.adv_seq TO PUBLIC;
+        CREATE FUNCTION public.adv_die() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+        BEGIN
+            IF NEW.event {condition} AND nextval('public.adv_seq') <= {times} THEN
+                PERFORM pg_terminate_backend(pg_backend_pid());
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER adv_die AFTER INSERT ON genretry.events FOR EACH ROW EXECUTE FUNCTION public.adv_die();
+    """)
 
 
 async def _is(conn: asyncpg.Connection, row_id: object, status: str) -> bool:
@@ -202,15 +208,7 @@ async def test_a_lone_surrogate_in_the_generators_answer_is_recorded(
         return web.Response(status=500, text='{"error": "x", "message": "boom \\ud800 here"}',
                             content_type="application/json")
 
-    stub.behaviours["generate-website"] = surrogate
-    row_id = await make_generation(conn, due=True)
-    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
-    await stub.wait_for(1, within_s=15)
-
-    async def recorded() -> bool:
-        return bool(await conn.fetchval(
-            "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
-    await wait_until(recorded, within_s=8)
+    row_id, _events = await first_outcome(db_url, conn, stub, start_daemon, surrogate, within_s=8)
     assert await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", row_id) == 1
 
 
@@ -218,18 +216,7 @@ async def test_terminated_during_record_by_a_trigger_the_outcome_is_still_record
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
     """Survived: the recording backend dies twice inside record_deliveries; the outcome is written on retry,
     once, and the generator is not asked again."""
-    await conn.execute("""
-        CREATE SEQUENCE public.adv_seq;
-        GRANT USAGE ON SEQUENCE public.adv_seq TO PUBLIC;
-        CREATE FUNCTION public.adv_die() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
-        BEGIN
-            IF NEW.event <> 'claimed' AND nextval('public.adv_seq') <= 2 THEN
-                PERFORM pg_terminate_backend(pg_backend_pid());
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER adv_die AFTER INSERT ON genretry.events FOR EACH ROW EXECUTE FUNCTION public.adv_die();
-    """)
+    await _kill_backends_on_event(conn, "<> 'claimed'", times=2)
     row_id = await make_generation(conn, due=True)
     running = await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
     await stub.wait_for(1, within_s=15)

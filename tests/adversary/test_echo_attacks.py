@@ -13,7 +13,7 @@ from aiohttp import web
 
 from processor import routing
 from tests.support.factories import make_generation
-from tests.support.http import StartDaemon, Stub, settings_for, status_of, wait_until
+from tests.support.http import StartDaemon, Stub, first_outcome, settings_for, status_of, wait_until
 
 KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
 BODY = KEY.removeprefix("sb_secret_")
@@ -130,17 +130,7 @@ async def test_a_retry_after_that_isdigit_but_not_a_number_is_a_counted_503(
     async def odd_retry_after(_request: web.Request) -> web.StreamResponse:
         return web.Response(status=503, text="busy", headers={"Retry-After": "\u00b2"})
 
-    stub.behaviours["generate-website"] = odd_retry_after
-    row_id = await make_generation(conn, due=True)
-    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
-    await stub.wait_for(1, within_s=15)
-
-    async def recorded() -> bool:
-        return bool(await conn.fetchval(
-            "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
-    await wait_until(recorded, within_s=15)
-    events = [r["event"] for r in await conn.fetch(
-        "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
+    row_id, events = await first_outcome(db_url, conn, stub, start_daemon, odd_retry_after)
     assert events[0] == "delivery_failed", events
     assert await conn.fetchval("SELECT dispatch_failures FROM generation_history WHERE id = $1", row_id) == 1
 
@@ -150,17 +140,7 @@ async def test_a_deeply_nested_answer_is_a_counted_500(db_url: str, conn: asyncp
     async def nested(_request: web.Request) -> web.StreamResponse:
         return web.Response(status=500, text="[" * 30000 + "]" * 30000, content_type="application/json")
 
-    stub.behaviours["generate-website"] = nested
-    row_id = await make_generation(conn, due=True)
-    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
-    await stub.wait_for(1, within_s=15)
-
-    async def recorded() -> bool:
-        return bool(await conn.fetchval(
-            "SELECT count(*) FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed'", row_id) > 0)
-    await wait_until(recorded, within_s=15)
-    events = [r["event"] for r in await conn.fetch(
-        "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id", row_id)]
+    row_id, events = await first_outcome(db_url, conn, stub, start_daemon, nested)
     assert events[0] == "delivery_failed", events
     assert await conn.fetchval("SELECT retry_count FROM generation_history WHERE id = $1", row_id) == 1
 

@@ -32,15 +32,20 @@ def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-async def test_an_open_circuit_with_no_due_rows_does_not_make_the_daemon_sweep(
-        db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int]) -> None:
-    # A generator paused a while ago whose rows then finished on their own (or were given up by an admin):
-    # its pause is over, nothing of it is due.
+async def _pause_that_ended(conn: asyncpg.Connection) -> None:
+    """generate-website's circuit opened 40 s ago after five 503s; its pause ended 10 s ago."""
     await conn.execute(
         """INSERT INTO genretry.generator_state (generator, state, consecutive_failures, pauses, reason,
                                                  opened_at, open_until)
            VALUES ('generate-website', 'open', 5, 1, '503 from generate-website',
                    now() - interval '40 seconds', now() - interval '10 seconds')""")
+
+
+async def test_an_open_circuit_with_no_due_rows_does_not_make_the_daemon_sweep(
+        db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int]) -> None:
+    # A generator paused a while ago whose rows then finished on their own (or were given up by an admin):
+    # its pause is over, nothing of it is due.
+    await _pause_that_ended(conn)
     await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
     before = len(sweeps)
     await asyncio.sleep(4)
@@ -51,11 +56,7 @@ async def test_an_open_circuit_with_no_due_rows_does_not_make_the_daemon_sweep(
 async def test_a_pause_that_ends_before_its_rows_fall_due_does_not_make_the_daemon_sweep(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon, sweeps: list[int]) -> None:
     row_id = await make_generation(conn)  # falls due in ~7 minutes (the default stale_after)
-    await conn.execute(
-        """INSERT INTO genretry.generator_state (generator, state, consecutive_failures, pauses, reason,
-                                                 opened_at, open_until)
-           VALUES ('generate-website', 'open', 5, 1, '503 from generate-website',
-                   now() - interval '40 seconds', now() - interval '10 seconds')""")
+    await _pause_that_ended(conn)
     await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
     before = len(sweeps)
     await asyncio.sleep(4)

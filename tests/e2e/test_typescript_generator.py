@@ -29,7 +29,7 @@ from aiohttp import web
 
 from processor.credentials import Delivery, Minter
 from tests.support.factories import events, make_generation
-from tests.support.http import Running, settings_for, status_of, wait_until
+from tests.support.http import Running, serve_app_on_loopback, settings_for, status_of, wait_until
 from tests.support.keys import DEMO_SECRET_KEY, PROCESSOR_KID, processor_pair
 
 KIT = Path(__file__).resolve().parents[2] / "generators" / "typescript"
@@ -89,11 +89,7 @@ async def rest(pool: asyncpg.Pool) -> AsyncIterator[Rest]:
 
     app = web.Application()
     app.router.add_get("/rest/v1/generation_history", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    runner, state.url = await serve_app_on_loopback(app)
     yield state
     await runner.cleanup()
 

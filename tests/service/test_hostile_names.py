@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.factories import make_generation, row
-from tests.support.http import Running, StartDaemon, settings_for, wait_until
+from tests.support.http import Running, StartDaemon, serve_app_on_loopback, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
 HOSTILE = [
@@ -44,11 +44,7 @@ async def recorder() -> AsyncIterator[PathRecorder]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    runner, rec.url = await serve_app_on_loopback(app)
     yield rec
     await runner.cleanup()
 

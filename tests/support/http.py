@@ -68,6 +68,11 @@ async def serve_on_loopback(handle: Behaviour) -> tuple[web.AppRunner, str]:
     """Serve POST /{generator} with `handle` on a free loopback port; returns the runner and the base URL."""
     app = web.Application()
     app.router.add_post("/{generator}", handle)
+    return await serve_app_on_loopback(app)
+
+
+async def serve_app_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve an aiohttp app on a free loopback port; returns the runner and the base URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -152,6 +157,25 @@ async def start_daemon() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     for r in running:
         if not r.task.done():
             await r.stop()
+
+
+async def first_outcome(db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon,
+                        behaviour: Behaviour, within_s: float = 15) -> tuple[Any, list[str]]:
+    """A due row delivered to a generator answering with `behaviour`: its id, and the events recorded after
+    the claim once there is one (the outcome)."""
+    stub.behaviours["generate-website"] = behaviour
+    from tests.support.factories import make_generation
+
+    row_id = await make_generation(conn, due=True)
+    await start_daemon(settings_for(db_url, stub.url, PROCESSOR_TICK="60"))
+    await stub.wait_for(1, within_s=15)
+    query = "SELECT event FROM genretry.events WHERE generation_id = $1 AND event <> 'claimed' ORDER BY id"
+
+    async def recorded() -> bool:
+        return bool(await conn.fetch(query, row_id))
+
+    await wait_until(recorded, within_s=within_s)
+    return row_id, [r["event"] for r in await conn.fetch(query, row_id)]
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
