@@ -31,6 +31,7 @@ _SHAPES = re.compile(
 )
 
 _known: tuple[str, ...] = ()
+_epoch = 0  # changes whenever the remembered secrets do: what callers cached of scrub() is then stale
 _windows: frozenset[str] = frozenset()
 _folded: frozenset[str] = frozenset()  # pieces of the secrets' other forms, ASCII lower case
 GRAM = 4  # every WINDOW-piece holds a GRAM-piece at a position divisible by GRAM: only those are looked up
@@ -40,7 +41,7 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 def remember(secrets: Iterable[str]) -> None:
     """Add configured secret values to those removed from every text this process scrubs."""
-    global _known, _windows, _folded
+    global _known, _windows, _folded, _epoch
     variants: set[str] = set(_known)
     secrets = list(secrets)
     for secret in secrets:
@@ -48,12 +49,19 @@ def remember(secrets: Iterable[str]) -> None:
     _known = tuple(sorted(variants, key=len, reverse=True))  # longest first: no partial leftovers
     _windows = _windows_of(_known)
     _folded = _folded | _windows_of(f for secret in secrets for f in _other_forms(secret))
+    _epoch += 1
 
 
 def forget_all() -> None:
     """Drop the remembered secrets (tests)."""
-    global _known, _windows, _folded
+    global _known, _windows, _folded, _epoch
     _known, _windows, _folded = (), frozenset(), frozenset()
+    _epoch += 1
+
+
+def epoch() -> int:
+    """A number that changes whenever the remembered secrets change (for caches of scrub() results)."""
+    return _epoch
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from processor import logs
+from processor import logs, scrub
 from tests.support.keys import DEMO_SECRET_KEY, DEMO_SERVICE_ROLE_JWT
 
 
@@ -34,3 +34,34 @@ def test_configured_json_logging_redacts() -> None:
     line = json.loads(stream.getvalue())
     assert line["event"] == "auto_retry" and line["generation_id"] == "g"
     assert DEMO_SECRET_KEY not in stream.getvalue()
+
+
+def test_a_remembered_clean_value_is_cleaned_again_once_a_secret_is_configured() -> None:
+    # Short values are cleaned once and remembered (log lines repeat them); a secret configured later must
+    # still be redacted from a value remembered before it.
+    value = "note-zq7hd82kf0x5-end"
+    try:
+        assert logs.redact_secrets(None, "info", {"event": "e", "note": value})["note"] == value
+        scrub.remember(["zq7hd82kf0x5"])
+        assert "zq7hd82" not in logs.redact_secrets(None, "info", {"event": "e", "note": value})["note"]
+    finally:
+        scrub.forget_all()
+    assert logs.redact_secrets(None, "info", {"event": "e", "note": value})["note"] == value
+
+
+def test_what_the_cleaner_remembers_stays_bounded() -> None:
+    for i in range(3 * logs._CACHE_ENTRIES):
+        logs.redact_secrets(None, "info", {"event": "e", "generation_id": f"{i:036d}"})
+    assert len(logs._cache) <= logs._CACHE_ENTRIES
+    long = "x" * (logs._CACHED_CHARS + 1)
+    logs.redact_secrets(None, "info", {"event": "e", "note": long})
+    assert long not in logs._cache  # long values (a peer's message) are cleaned every time, not kept
+
+
+def test_numbers_and_none_pass_and_the_level_and_time_are_added_after_cleaning() -> None:
+    stream = io.StringIO()
+    logs.configure("json", "info", stream=stream)
+    logs.get_logger().info("auto_retry", status=202, duration_ms=1.5, retry_after_s=None, token=7)
+    line = json.loads(stream.getvalue())
+    assert (line["status"], line["duration_ms"], line["retry_after_s"], line["token"]) == (202, 1.5, None, 7)
+    assert line["level"] == "info" and line["timestamp"].endswith("Z")
