@@ -41,9 +41,14 @@ class _ByGenerator:
 
     def __init__(self, metric: Any, label: Callable[[str], str]) -> None:
         self._metric, self._label = metric, label
+        self._children: dict[tuple[str, ...], Any] = {}  # label values are a bounded set: known, other, invalid
 
     def labels(self, generator: str, *rest: str) -> Any:
-        return self._metric.labels(self._label(generator), *rest)
+        key = (self._label(generator), *rest)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(*key)
+        return child
 
 
 class _Counts(Collector):
