@@ -47,6 +47,7 @@ class Scheduler:
     def __init__(self, pool: asyncpg.Pool, client: httpx.AsyncClient, settings: Settings,
                  metrics: Metrics | None = None) -> None:
         self.pool, self.client, self.settings = pool, client, settings
+        self._urls: dict[str, httpx.URL] = {}
         self.authority = Authority(settings)
         self.metrics = metrics or Metrics()
         self.log = get_logger("scheduler").bind(worker=settings.worker_id)
@@ -184,22 +185,35 @@ class Scheduler:
                                        f"internal error: {type(exc).__name__}")
         finally:
             self._slot_done()
-            # written even when this task is cancelled: the outcome must not be lost with it
-            await asyncio.shield(self._record(row, outcome, claimed_at))
+            # Written even when this task is cancelled: Recorder.record() queues the outcome before its first
+            # await, and a queued outcome is written whether or not anyone still waits for its verdict.
+            await self._record(row, outcome, claimed_at)
 
     async def _send_within_lease(self, row: ClaimedRow, claimed_at: float) -> delivery.Outcome:
-        route = self.settings.resolve(row.generator)  # a name that is not a routing key is never sent
-        if route.refusal:
-            return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route.refusal)
+        route = self._route(row.generator)  # a name that is not a routing key is never sent
+        if isinstance(route, str):
+            return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route)
         async with self._per_generator.slot(row.generator):
             # A row that waited too long for a slot is given back rather than sent on a lease that could run
             # out during the delivery: sent only while connect + response time-out still fit, with a margin.
             budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
             if time.monotonic() - claimed_at >= budget * 0.8:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
-            return await self._send(row, route.url)
+            return await self._send(row, route)
 
-    async def _send(self, row: ClaimedRow, url: str) -> delivery.Outcome:
+    def _route(self, generator: str) -> httpx.URL | str:
+        """The URL for a generator's retries, parsed once per name; or why none is sent (not remembered)."""
+        url = self._urls.get(generator)
+        if url is None:
+            route = self.settings.resolve(generator)
+            if route.refusal:
+                return route.refusal
+            if len(self._urls) >= 1024:
+                self._urls.clear()  # rows may name any number of generators: bounded
+            url = self._urls[generator] = httpx.URL(route.url)
+        return url
+
+    async def _send(self, row: ClaimedRow, url: httpx.URL) -> delivery.Outcome:
         d = Delivery(row.generator, str(row.user_id), str(row.id), row.attempt)
         try:
             body = delivery.request_body(row.request, d.retry_history_id, d.attempt)

@@ -74,3 +74,25 @@ async def test_the_listener_alone_hints_and_reconnects(db_url: str, conn: asyncp
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_routes_are_parsed_once_per_name_refusals_are_not_kept_and_the_memory_is_bounded(
+        db_url: str, stub: Stub) -> None:
+    settings = settings_for(db_url, stub.url)
+    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=1)
+    client = delivery.make_client(max_connections=1, connect_timeout_s=1, response_timeout_s=1)
+    scheduler = Scheduler(pool, client, settings)
+    try:
+        first = scheduler._route("generate-website")
+        assert first is scheduler._route("generate-website")  # parsed once
+        assert str(first) == settings.resolve("generate-website").url
+        refused = scheduler._route("../admin")
+        assert isinstance(refused, str) and "routing key" in refused
+        for i in range(3000):
+            assert not isinstance(scheduler._route(f"gen-{i}"), str)
+            scheduler._route(f"x{i}" + "/" * 100)  # hostile names: refused, never remembered
+        assert len(scheduler._urls) <= 1024
+        assert all("/" not in name for name in scheduler._urls)
+    finally:
+        await client.aclose()
+        await pool.close()
