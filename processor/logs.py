@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import re
@@ -12,6 +13,7 @@ from typing import Any, TextIO
 import structlog
 
 from processor import scrub
+from processor.log_lines import Lines, factory
 
 # Keys whose values are credentials wherever they appear in an event, at any depth.
 _SECRET_KEY = re.compile(
@@ -90,7 +92,11 @@ def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) 
 
 def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog once for the process. fmt: auto (JSON unless a terminal), json, console."""
+    global _lines
     stream = stream or sys.stdout
+    if _lines is not None:
+        _lines.drain()
+    lines = _lines = Lines(stream)
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
@@ -99,7 +105,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
     clean: list[Any] = [structlog.processors.format_exc_info, redact_secrets]
     stamp: list[Any] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     # Libraries log through the standard library (asyncpg's pool, uvicorn): the same lines, the same redaction.
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(lines)  # a text stream in all that the handler uses
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamp],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *clean, renderer]))
@@ -114,9 +120,27 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=factory(lines),
         cache_logger_on_first_use=False,
     )
+
+
+_lines: Lines | None = None
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    if _lines is not None:
+        _lines.drain()
+
+
+def batch_lines(on: bool) -> None:
+    """While on, lines logged in one turn of the event loop are written together at its end (the daemon's
+    hot path logs a line per delivery); turning it off writes what is pending."""
+    if _lines is not None:
+        _lines.batching = on
+        if not on:
+            _lines.drain()
 
 
 def get_logger(name: str = "processor") -> Any:
