@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from processor import db, delivery, migrate, retention, systemd, warmup
+from processor import db, delivery, logs, migrate, retention, systemd, warmup
+from processor import dry_run as dry_runs
 from processor.backoff import Backoff
 from processor.config import Settings
 from processor.listener import Listener
@@ -86,9 +87,16 @@ class Daemon:
     # --- the loop ----------------------------------------------------------------------------------
 
     async def run(self, *, once: bool = False, dry_run: bool = False, signals: bool = True) -> None:
-        s = self.settings
         if signals:  # first of all: a SIGTERM during start-up ends the daemon cleanly too
             self._install_signals()
+        logs.batch_lines(True)  # a line per delivery: written once per turn of the loop (processor.log_lines)
+        try:
+            await self._run(once=once, dry_run=dry_run)
+        finally:
+            logs.batch_lines(False)
+
+    async def _run(self, *, once: bool, dry_run: bool) -> None:
+        s = self.settings
         # A long-running daemon waits for its database (restarting, refusing connections, cancelling); a
         # cron run (--once) or a --dry-run reports and exits. Mistakes (password, schema) never wait.
         patient = not (once or dry_run)
@@ -104,7 +112,8 @@ class Daemon:
             if not current:
                 self.log.warning("schema_code_differs", hint="database functions are from another processor "
                                  "version; run `processor migrate` with this version")
-            self.scheduler = Scheduler(pool, client, s, self.metrics)
+            # a single sweep (--once) claims only what it sends: nothing is claimed ahead to give back
+            self.scheduler = Scheduler(pool, client, s, self.metrics, claim_ahead=0 if once else None)
             self.scheduler.on_deadline = self.plan
             self.scheduler.on_fatal = self.wake_now  # a key that cannot sign: the next sweep raises it at once
             if not dry_run:
@@ -114,7 +123,7 @@ class Daemon:
                                                statements=[CLAIM, NEXT] if self.listen else [])
                 self.log.debug("warmed_up", **{k.replace(" ", "_"): v for k, v in timings.items()})
             if dry_run:
-                await self.scheduler.dry_run()
+                await dry_runs.dry_run(self.scheduler)
                 return
             if self.listen:
                 listener = self.listener = Listener(s.database_url, self.hint, self.wake_now,

@@ -22,7 +22,7 @@ async def test_one_sweep_claims_what_is_due_and_delivers_it(db_url: str, conn: a
     later = await make_generation(conn)
     pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=4)
     client = delivery.make_client(max_connections=4, connect_timeout_s=1, response_timeout_s=2)
-    scheduler = Scheduler(pool, client, settings)
+    scheduler = Scheduler(pool, client, settings, claim_ahead=0)  # claiming ahead: tests/service/test_claim_ahead.py
     try:
         first = await scheduler.run_once()
         assert first.claimed == 4 and first.capacity_limited  # four slots: the other two wait
