@@ -20,6 +20,7 @@ from processor.config import Settings
 from processor.listener import Listener
 from processor.logs import get_logger
 from processor.metrics import Metrics
+from processor.nap import Nap, PokingEvent
 from processor.scheduler import CLAIM, NEXT, Scheduler
 from processor.wakeup import Do, Sleep, WakeUp, Woke
 
@@ -34,8 +35,9 @@ class Daemon:
         self.settings, self.listen = settings, listen and settings.listen
         self.metrics = metrics or Metrics(known=(*settings.generators, *settings.routes))
         self.log = get_logger("daemon").bind(worker=settings.worker_id)
-        self.stop = asyncio.Event()
-        self.wake = asyncio.Event()  # something changed while sleeping: re-evaluate
+        self.nap = Nap()  # the loop's sleep: ended early by stop, wake and (while capacity is full) a freed slot
+        self.stop = PokingEvent(self.nap.end)
+        self.wake = PokingEvent(self.nap.end)  # something changed while sleeping: re-evaluate
         self.wakeup = WakeUp(settings.tick_s)
         self.sleeping: Sleep | None = None  # the plan while the loop sleeps; None while it works
         self._woke: Woke | None = None  # why to end the next sleep early, noted while sleeping or working
@@ -115,12 +117,14 @@ class Daemon:
             # a single sweep (--once) claims only what it sends: nothing is claimed ahead to give back
             self.scheduler = Scheduler(pool, client, s, self.metrics, claim_ahead=0 if once else None)
             self.scheduler.on_deadline = self.plan
+            self.scheduler.on_slot_freed = self._slot_freed
             self.scheduler.on_fatal = self.wake_now  # a key that cannot sign: the next sweep raises it at once
             if not dry_run:
                 # no prepared statements without LISTEN: that mode is for transaction poolers
                 timings = await warmup.warm_up(authority=self.scheduler.authority, pool=pool,
-                                               generators=list(s.generators),
-                                               statements=[CLAIM, NEXT] if self.listen else [])
+                                               generators=[*s.generators, *s.routes],
+                                               statements=[CLAIM, NEXT] if self.listen else [],
+                                               route=self.scheduler.route, client=client, metrics=self.metrics)
                 self.log.debug("warmed_up", **{k.replace(" ", "_"): v for k, v in timings.items()})
             if dry_run:
                 await dry_runs.dry_run(self.scheduler)
@@ -216,6 +220,8 @@ class Daemon:
             seconds = await self.scheduler.seconds_to_next_deadline()
             return self.wakeup.after_look(time.monotonic(), seconds)
         result = await self.scheduler.run_once(stopping=self.stop)
+        if result.claimed:
+            await asyncio.sleep(0)  # the deliveries just started send their requests before the look below
         seconds = None if result.capacity_limited else await self.scheduler.seconds_to_next_deadline()
         return self.wakeup.after_sweep(time.monotonic(), claimed=result.claimed,
                                        capacity_limited=result.capacity_limited, next_deadline_s=seconds)
@@ -235,21 +241,19 @@ class Daemon:
                 if remaining <= 0:
                     return self.wakeup.on_wake(Woke.TIME, self.sleeping)
                 self.wake.clear()
-                events = [self.stop.wait(), self.wake.wait()]
                 if self.sleeping.slot_ends_it:
                     self.scheduler.slot_freed.clear()
-                    events.append(self.scheduler.slot_freed.wait())
-                waiters = [asyncio.ensure_future(e) for e in events]
-                step = min(remaining, ping_every) if ping_every else remaining
-                await asyncio.wait(waiters, timeout=step, return_when=asyncio.FIRST_COMPLETED)
-                for w in waiters:
-                    w.cancel()
+                await self.nap.sleep(min(remaining, ping_every) if ping_every else remaining)
                 if ping_every:  # the loop turns: a database outage is backed off from, not a hang to kill
                     systemd.notify("WATCHDOG=1")
                 if self.sleeping.slot_ends_it and self.scheduler.slot_freed.is_set():
                     return self.wakeup.on_wake(Woke.SLOT, self.sleeping)
         finally:
             self.sleeping = None
+
+    def _slot_freed(self) -> None:
+        if self.sleeping is not None and self.sleeping.slot_ends_it:
+            self.nap.end()
 
     def _check_parts(self) -> None:
         """A part that died stops the daemon (systemd restarts it): never a half-alive process."""
@@ -303,3 +307,4 @@ class Daemon:
             self.log.warning("shutdown_step_failed", step=step, error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return False
         return True
+

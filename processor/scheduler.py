@@ -69,6 +69,7 @@ class Scheduler:
         self.db_clock: tuple[float, float] | None = None  # (database epoch, our monotonic) at the last look
         # told the new deadline of each recorded row: a backoff the daemon set itself sends no NOTIFY
         self.on_deadline: Callable[[float], None] = lambda _epoch: None
+        self.on_slot_freed: Callable[[], None] = lambda: None  # with slot_freed set: the daemon's sleep ends
         self.outcomes: Counter[str] = Counter()
         self._per_generator = GeneratorLimits(settings.generator_in_flight)
         self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
@@ -168,6 +169,7 @@ class Scheduler:
         if (self._room() >= refill or (self.in_flight == 0 and not self.ready)) and \
                 self.recording < 4 * self.settings.max_in_flight:
             self.slot_freed.set()
+            self.on_slot_freed()
 
     def _release_ready(self, which: Callable[[ClaimedRow], bool], label: str) -> None:
         """Give ready rows back unsent (`released`: due again at once, the same attempt)."""
@@ -210,7 +212,7 @@ class Scheduler:
             await self._record(row, outcome, claimed_at)
 
     async def _send_within_lease(self, row: ClaimedRow, claimed_at: float) -> delivery.Outcome:
-        route = self._route(row.generator)  # a name that is not a routing key is never sent
+        route = self.route(row.generator)  # a name that is not a routing key is never sent
         if isinstance(route, str):
             return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route)
         async with self._per_generator.slot(row.generator):
@@ -221,7 +223,7 @@ class Scheduler:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
             return await self._send(row, route)
 
-    def _route(self, generator: str) -> httpx.URL | str:
+    def route(self, generator: str) -> httpx.URL | str:
         """The URL for a generator's retries, parsed once per name; or why none is sent (not remembered)."""
         url = self._urls.get(generator)
         if url is None:
@@ -267,6 +269,7 @@ class Scheduler:
             if self.on_fatal is not None:
                 self.on_fatal()
         self.slot_freed.set()
+        self.on_slot_freed()
 
     async def _record(self, row: ClaimedRow, outcome: delivery.Outcome, claimed_at: float) -> None:
         # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;
