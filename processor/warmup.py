@@ -2,7 +2,9 @@
 as the hundredth (issue 13). Never fails the start: a step that fails is logged and skipped.
 
 - one credential is built and thrown away (key loading, signing code paths, lazy imports);
-- the daemon's hot statements are prepared on a pooled connection (claim, next deadline).
+- the daemon's hot statements are prepared on a pooled connection (claim, next deadline);
+- each configured generator's route is resolved and parsed (kept for the deliveries), one request to it is
+  built and not sent, and its delivery metrics are created.
 
 No request is sent to a generator to warm a connection: nothing but deliveries ever goes to a generator,
 and nothing outside its route (issue 10 class 6). The first delivery to each origin pays its handshake.
@@ -13,16 +15,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import httpx
+
+from processor.contracts import OutcomeKind
 from processor.credentials import Authority, Delivery
 from processor.logs import get_logger
+from processor.metrics import Metrics
 
 log = get_logger("warmup")
 
 
 async def warm_up(*, authority: Authority, pool: Any, generators: list[str], statements: list[str],
-                  timeout_s: float = 2.0) -> dict[str, float]:
+                  timeout_s: float = 2.0, route: Callable[[str], httpx.URL | str] | None = None,
+                  client: httpx.AsyncClient | None = None, metrics: Metrics | None = None) -> dict[str, float]:
     """Run the warm-up steps concurrently within timeout_s; returns each step's milliseconds (or -1)."""
     timings: dict[str, float] = {}
 
@@ -45,7 +53,19 @@ async def warm_up(*, authority: Authority, pool: Any, generators: list[str], sta
             for sql in statements:
                 await conn.prepare(sql)
 
-    steps = [step("credential", credential()), step("statements", prepare())]
+    async def requests() -> None:
+        for name in generators:
+            url = route(name) if route is not None else name
+            if isinstance(url, str):
+                continue  # refused (not a routing key, no route): it is never sent
+            if client is not None:
+                client.build_request("POST", url, content=b"{}", headers={
+                    "Authorization": "Bearer -", "Idempotency-Key": "-", "Content-Type": "application/json"})
+            if metrics is not None:
+                metrics.deliveries.labels(name, OutcomeKind.ACCEPTED)
+                metrics.delivery_latency.labels(name)
+
+    steps = [step("credential", credential()), step("statements", prepare()), step("requests", requests())]
     try:
         await asyncio.wait_for(asyncio.gather(*steps), timeout_s)
     except TimeoutError:

@@ -83,14 +83,14 @@ async def test_routes_are_parsed_once_per_name_refusals_are_not_kept_and_the_mem
     client = delivery.make_client(max_connections=1, connect_timeout_s=1, response_timeout_s=1)
     scheduler = Scheduler(pool, client, settings)
     try:
-        first = scheduler._route("generate-website")
-        assert first is scheduler._route("generate-website")  # parsed once
+        first = scheduler.route("generate-website")
+        assert first is scheduler.route("generate-website")  # parsed once
         assert str(first) == settings.resolve("generate-website").url
-        refused = scheduler._route("../admin")
+        refused = scheduler.route("../admin")
         assert isinstance(refused, str) and "routing key" in refused
         for i in range(3000):
-            assert not isinstance(scheduler._route(f"gen-{i}"), str)
-            scheduler._route(f"x{i}" + "/" * 100)  # hostile names: refused, never remembered
+            assert not isinstance(scheduler.route(f"gen-{i}"), str)
+            scheduler.route(f"x{i}" + "/" * 100)  # hostile names: refused, never remembered
         assert len(scheduler._urls) <= 1024
         assert all("/" not in name for name in scheduler._urls)
     finally:

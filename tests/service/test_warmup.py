@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+from prometheus_client import generate_latest
 
 from processor import db, warmup
 from processor.credentials import Authority
@@ -42,3 +43,27 @@ async def test_closed_pool_does_not_stop_warm_up(db_url: str, stub: Stub) -> Non
                                    statements=["SELECT 1"])
     assert timings["statements"] == -1
     assert isinstance(pool, asyncpg.Pool)
+
+
+async def test_warm_up_parses_routes_and_builds_a_request_without_sending_it(db_url: str, stub: Stub) -> None:
+    from processor import delivery
+    from processor.metrics import Metrics
+    from processor.scheduler import Scheduler
+
+    settings = settings_for(db_url, stub.url, PROCESSOR_GENERATORS="generate-website,generate-php-website")
+    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=1)
+    client = delivery.make_client(max_connections=1, connect_timeout_s=1, response_timeout_s=1)
+    metrics = Metrics(known=settings.generators)
+    scheduler = Scheduler(pool, client, settings, metrics)
+    try:
+        timings = await warmup.warm_up(authority=scheduler.authority, pool=pool,
+                                       generators=["generate-website", "generate-php-website", "../x"],
+                                       statements=[], route=scheduler.route, client=client, metrics=metrics)
+        assert timings["requests"] >= 0
+        assert set(scheduler._urls) == {"generate-website", "generate-php-website"}  # the refused name is not kept
+        assert 'genretry_deliveries_total{generator="generate-php-website",outcome="accepted"} 0.0' in \
+            generate_latest(metrics.registry).decode()
+        assert stub.seen == []
+    finally:
+        await client.aclose()
+        await pool.close()
