@@ -30,7 +30,7 @@ RATE_HZ = 250
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("start-up", ("importlib._bootstrap", "(processor/migrate.py", "check_schema")),
     ("token minting", ("processor/credentials.py", "/jwt/", "cryptography")),
-    ("logging", ("structlog", "processor/logs.py", "/logging/")),
+    ("logging", ("structlog", "processor/logs.py", "processor/log_lines.py", "/logging/")),
     ("metrics", ("prometheus_client", "processor/metrics.py")),
     ("recording", ("processor/recorder.py", "Scheduler._record (")),
     ("claim", ("Scheduler.run_once (", "Scheduler._start (")),
