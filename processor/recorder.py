@@ -38,6 +38,9 @@ class _Pending:
     future: asyncio.Future[Verdict | None]
     since: float = field(default_factory=time.monotonic)
     backoff: Backoff | None = None
+    # The recorder keeps an outcome until it is written or given up, whoever still waits for its verdict:
+    # a delivery task cancelled at the end of the grace period cancels its future, not the outcome.
+    settled: bool = False
 
 
 class Recorder:
@@ -79,7 +82,7 @@ class Recorder:
 
     def _retry(self, p: _Pending) -> None:
         self._retries.pop(id(p), None)
-        if p.future.done():
+        if p.settled:
             return
         self._queue.append(p)
         self._flush_now()
@@ -176,9 +179,11 @@ class Recorder:
             verdict = verdicts.get(p.element["id"])
             if verdict is not None and verdict.result is RecordResult.LOCKED:
                 self._again_later(p)
-            elif not p.future.done():
+            elif not p.settled:
                 self._resolved(p)
-                p.future.set_result(verdict)
+                p.settled = True
+                if not p.future.done():
+                    p.future.set_result(verdict)
 
     async def close(self) -> None:
         """Write what is queued (waiting outcomes get one more try) and wait for every batch in flight.
@@ -188,7 +193,7 @@ class Recorder:
             handle.cancel()
         self._retries.clear()
         waiting, self._waiting = list(self._waiting.values()), {}
-        self._queue.extend(p for p in waiting if not p.future.done())
+        self._queue.extend(p for p in waiting if not p.settled)
         self._flush_now()
         while self._flushes:
             await asyncio.gather(*list(self._flushes), return_exceptions=True)
@@ -210,5 +215,6 @@ def _plain(element: dict[str, Any]) -> dict[str, Any]:
 
 def _fail(batch: list[_Pending], error: BaseException) -> None:
     for p in batch:
+        p.settled = True
         if not p.future.done():
             p.future.set_exception(error)

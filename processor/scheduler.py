@@ -208,7 +208,8 @@ class Scheduler:
         finally:
             self._slot_done()
             # Written even when this task is cancelled: Recorder.record() queues the outcome before its first
-            # await, and a queued outcome is written whether or not anyone still waits for its verdict.
+            # await, and the recorder keeps it until written (a row locked meanwhile included), whether or not
+            # anyone still waits for its verdict. Only the retries below after a database error end with it.
             await self._record(row, outcome, claimed_at)
 
     async def _send_within_lease(self, row: ClaimedRow, claimed_at: float) -> delivery.Outcome:
