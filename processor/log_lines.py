@@ -22,19 +22,24 @@ class Lines:
         self.stream = stream
         self.batching = False
         self._pending: list[str] = []
-        self._scheduled = False
-        self._lock = threading.Lock()
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None  # the loop whose turn will write them
+        # re-entrant: a finaliser run by the garbage collector inside write() may log through here too
+        self._lock = threading.RLock()
 
     def write(self, text: str) -> int:
+        schedule_on = None
         with self._lock:
             self._pending.append(text)
-            if self.batching and not self._scheduled and self._in_loop():
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self.drain)
-                return len(text)
-            if self._scheduled:
-                return len(text)
-        self.drain()
+            loop = _running_loop() if self.batching else None
+            scheduled = self._scheduled_on
+            if scheduled is not None and scheduled is loop:
+                return len(text)  # this turn's drain writes it
+            if loop is not None and scheduled is None:
+                self._scheduled_on = schedule_on = loop
+        if schedule_on is not None:
+            schedule_on.call_soon(self.drain)  # outside the lock: call_soon may run the garbage collector
+            return len(text)
+        self.drain()  # not batching, outside a loop, or a drain pending on a loop that is gone: now
         return len(text)
 
     def flush(self) -> None:
@@ -43,7 +48,7 @@ class Lines:
     def drain(self) -> None:
         """Write every pending line now, in order."""
         with self._lock:
-            self._scheduled = False
+            self._scheduled_on = None
             if not self._pending:
                 return
             text = "".join(self._pending)
@@ -51,18 +56,11 @@ class Lines:
             try:
                 self.stream.write(text)
                 self.stream.flush()
-            except (OSError, ValueError):  # a closed stream (a test's, at exit) or a broken pipe: nothing to do
+            except (OSError, ValueError, RuntimeError):  # closed (a test's, at exit), broken pipe, re-entered
                 pass
 
     def isatty(self) -> bool:
         return self.stream.isatty()
-
-    def _in_loop(self) -> bool:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return True
 
 
 class LineLogger:
@@ -75,6 +73,13 @@ class LineLogger:
         self._lines.write(message + "\n")
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def factory(lines: Lines) -> Any:

@@ -69,3 +69,26 @@ async def test_a_broken_stream_loses_the_lines_but_never_raises() -> None:
     await asyncio.sleep(0)  # the drain at the end of the turn meets a closed stream
     lines.batching = False
     lines.write("y\n")
+
+
+def test_a_line_logged_while_lines_are_being_written_neither_deadlocks_nor_is_lost() -> None:
+    # a finaliser run by the garbage collector in the middle of the stream's write may log (asyncio's "Task
+    # was destroyed", aiohttp's "Unclosed client session"): it re-enters the writer on the same thread
+    class Reentering(io.StringIO):
+        lines: Lines | None = None
+
+        def write(self, text: str) -> int:
+            if self.lines is not None:
+                lines, self.lines = self.lines, None
+                lines.write("from a finaliser\n")
+            return super().write(text)
+
+    stream = Reentering()
+    lines = Lines(stream)
+    stream.lines = lines
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (lines.write("a line\n"), done.set()))
+    worker.start()
+    worker.join(5)
+    assert done.is_set(), "the writer deadlocked on its own lock"
+    assert sorted(stream.getvalue().splitlines()) == ["a line", "from a finaliser"]
