@@ -73,9 +73,10 @@ def _scrub(value: Any, *, secret: bool) -> Any:
         if secret and value:
             return redact(value)
         return _clean_cached(value)
-    if isinstance(value, Mapping):
-        return {k: _scrub(v, secret=secret or (isinstance(k, str) and _secret_key(k))) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Mapping):  # keys too: a peer's header names are its words as much as the values
+        return {_scrub(k, secret=False) if isinstance(k, (str, bytes)) else k:
+                _scrub(v, secret=secret or (isinstance(k, str) and _secret_key(k))) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [_scrub(v, secret=secret) for v in value]
     if isinstance(value, bytes):
         return _scrub(value.decode("utf-8", "replace"), secret=secret)
