@@ -87,7 +87,11 @@ def test_a_line_logged_while_lines_are_being_written_neither_deadlocks_nor_is_lo
     lines = Lines(stream)
     stream.lines = lines
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (lines.write("a line\n"), done.set()))
+    def write() -> None:
+        lines.write("a line\n")
+        done.set()
+
+    worker = threading.Thread(target=write, daemon=True)  # a daemon thread: a deadlock must not hang pytest
     worker.start()
     worker.join(5)
     assert done.is_set(), "the writer deadlocked on its own lock"
