@@ -62,7 +62,6 @@ class Settings:
     token_ttl_s: float = default("token_ttl_s")
     worker_id: str = default("worker_id")
     listen: bool = default("listen")
-    synchronous_commit: bool = default("synchronous_commit")
     log_format: str = default("log_format")
     log_level: str = default("log_level")
     metrics_addr: str = default("metrics_addr")

@@ -160,7 +160,7 @@ class Daemon:
         s = self.settings
         pool = await db.create_pool(s.database_url, min_size=1, max_size=min(s.max_in_flight, 8) + 2,
                                     command_timeout=db.COMMAND_TIMEOUT_S,
-                                    server_settings=db.session_settings(synchronous_commit=s.synchronous_commit),
+                                    server_settings={"lock_timeout": db.LOCK_TIMEOUT_MS},
                                     **({} if self.listen else {"statement_cache_size": 0}))
         try:
             async with pool.acquire() as conn:

@@ -19,15 +19,6 @@ COMMAND_TIMEOUT_S = 30.0  # a statement on a half-open connection must not hang 
 # claims skip locked rows, its records come back 'locked', and anything else times out and is retried.
 LOCK_TIMEOUT_MS = "2000"
 
-
-def session_settings(*, synchronous_commit: bool) -> dict[str, str]:
-    """The daemon's session settings. Without synchronous commit a claim or a record returns before its WAL
-    is flushed (0.2-0.35 ms less a round trip here, on the NOTIFY path before the request is sent); a
-    database crash may then lose the last fraction of a second of them, which the daemon already survives
-    when it dies itself: a lost claim or record leads to a redelivery with the same attempt and the same
-    Idempotency-Key (docs/design.md, Durability)."""
-    return {"lock_timeout": LOCK_TIMEOUT_MS, "synchronous_commit": "on" if synchronous_commit else "off"}
-
 # Everything the database layer raises when the database, the network or the driver fails. The daemon
 # backs off from these and goes on; it never exits because of one (SPEC 7, issue 10 class 14).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

@@ -88,9 +88,6 @@ SETTINGS: tuple[Setting, ...] = (
             "host:pid:random", toml="worker_id"),
     Setting("PROCESSOR_LISTEN", "listen", "flag", True, "`false` is the same as `--no-listen`", "`true`",
             toml="listen"),
-    Setting("PROCESSOR_SYNCHRONOUS_COMMIT", "synchronous_commit", "flag", False, "`true`: the daemon's claims "
-            "and records wait for the WAL flush (docs/design.md, Durability)", "`false`",
-            toml="synchronous_commit"),
     Setting("PROCESSOR_LOG_FORMAT", "log_format", "choice", "auto", "`json` off a terminal, `console` on one",
             "`auto`", choices=LOG_FORMATS, toml="log_format"),
     Setting("PROCESSOR_LOG_LEVEL", "log_level", "choice", "info", "`debug`, `info`, `warning` or `error`",

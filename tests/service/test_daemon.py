@@ -188,15 +188,3 @@ async def test_a_future_notification_costs_a_look_not_a_claim(db_url: str, conn:
     claimed_at = await conn.fetchval(
         "SELECT at FROM genretry.events WHERE event = 'claimed' AND generation_id = $1", row_id)
     assert before == 0 and claimed_at >= due
-
-
-async def test_the_daemons_sessions_commit_asynchronously_unless_told_otherwise(
-        db_url: str, stub: Stub, start_daemon: StartDaemon) -> None:
-    for setting, expected in ((None, "off"), ("true", "on")):
-        extra = {} if setting is None else {"PROCESSOR_SYNCHRONOUS_COMMIT": setting}
-        running = await start_daemon(settings_for(db_url, stub.url, **extra))
-        scheduler = running.daemon.scheduler
-        assert scheduler is not None
-        assert await scheduler.pool.fetchval("SHOW synchronous_commit") == expected
-        assert await scheduler.pool.fetchval("SHOW lock_timeout") == "2s"
-        await running.stop()
