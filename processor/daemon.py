@@ -237,17 +237,17 @@ class Daemon:
                     return Do.STOP
                 if self._woke is not None:
                     return self.wakeup.on_wake(self._woke, self.sleeping)
+                # a slot freed since the sweep began ends the sleep (run_once clears the flag as it starts, not
+                # this sleep: a slot freed between the sweep's end and this line is not lost)
+                if self.sleeping.slot_ends_it and self.scheduler.slot_freed.is_set():
+                    return self.wakeup.on_wake(Woke.SLOT, self.sleeping)
                 remaining = self.sleeping.at - time.monotonic()
                 if remaining <= 0:
                     return self.wakeup.on_wake(Woke.TIME, self.sleeping)
                 self.wake.clear()
-                if self.sleeping.slot_ends_it:
-                    self.scheduler.slot_freed.clear()
                 await self.nap.sleep(min(remaining, ping_every) if ping_every else remaining)
                 if ping_every:  # the loop turns: a database outage is backed off from, not a hang to kill
                     systemd.notify("WATCHDOG=1")
-                if self.sleeping.slot_ends_it and self.scheduler.slot_freed.is_set():
-                    return self.wakeup.on_wake(Woke.SLOT, self.sleeping)
         finally:
             self.sleeping = None
 

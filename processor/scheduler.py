@@ -83,6 +83,7 @@ class Scheduler:
     async def run_once(self, *, stopping: asyncio.Event | None = None) -> SweepResult:
         """Claim until nothing due is left or capacity is full; start a delivery task per row."""
         result = SweepResult()
+        self.slot_freed.clear()  # what frees a slot from now on asks for the next sweep
         while stopping is None or not stopping.is_set():
             if self.fatal is not None:
                 raise self.fatal

@@ -96,3 +96,26 @@ async def test_routes_are_parsed_once_per_name_refusals_are_not_kept_and_the_mem
     finally:
         await client.aclose()
         await pool.close()
+
+
+async def test_a_slot_freed_between_a_full_sweep_and_the_sleep_ends_the_sleep(db_url: str, stub: Stub) -> None:
+    # A sweep that filled every slot plans a sleep that a freed slot ends. A slot freed after the sweep but
+    # before the sleep began was cleared by the sleep and lost (the daemon then waited for another slot or
+    # the tick): the flag is now cleared when a sweep starts, and the sleep reads it first.
+    from processor.daemon import Daemon
+    from processor.wakeup import Do, Sleep
+
+    settings = settings_for(db_url, stub.url, PROCESSOR_TICK="30")
+    daemon = Daemon(settings)
+    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=1)
+    client = delivery.make_client(max_connections=1, connect_timeout_s=1, response_timeout_s=1)
+    daemon.scheduler = Scheduler(pool, client, settings)
+    try:
+        await daemon.scheduler.run_once()  # nothing due: clears the flag, as every sweep does
+        daemon.scheduler.slot_freed.set()  # a delivery ended after the sweep, before the sleep
+        started = time.monotonic()
+        do = await asyncio.wait_for(daemon._sleep(Sleep(time.monotonic() + 30, Do.CLAIM, slot_ends_it=True)), 5)
+        assert do is Do.CLAIM and time.monotonic() - started < 1
+    finally:
+        await client.aclose()
+        await pool.close()
