@@ -33,7 +33,7 @@ from processor.errors import ConfigError
 from processor.log_lines import Lines
 from processor.scheduler import Scheduler
 from tests.support.factories import make_generation, row
-from tests.support.http import StartDaemon, Stub, settings_for, wait_until
+from tests.support.http import StartDaemon, Stub, answer_after, settings_for, wait_until
 from tests.support.pg import as_daemon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,11 +301,7 @@ async def test_an_answered_outcome_waiting_on_a_lock_is_written_when_the_grace_p
 
 async def test_a_delivery_cancelled_mid_send_still_gives_its_row_back(
         conn: asyncpg.Connection, stub: Stub, one_slot: Scheduler) -> None:
-    async def hang(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(3)  # far past the grace period; short enough not to hold up the stub's clean-up
-        return web.json_response({}, status=202)
-
-    stub.behaviours["generate-website"] = hang
+    stub.behaviours["generate-website"] = answer_after(3)  # past the grace; short for clean-up
     row_id = await make_generation(conn, due=True)
     assert (await one_slot.run_once()).claimed == 1
     await stub.wait_for(1)
@@ -325,11 +321,7 @@ async def test_a_ready_row_that_waited_past_its_lease_budget_is_given_back_not_s
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     """lease 4 s, connect 1 s + response 2 s: a row may be sent only within 0.8 s of its claim. The ready row
     waits 1.5 s for the only slot: it must be released unsent (same attempt), never sent on a thin lease."""
-    async def slow(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(1.5)
-        return web.json_response({}, status=202)
-
-    stub.behaviours["generate-website"] = slow
+    stub.behaviours["generate-website"] = answer_after(1.5)
     settings = dataclasses.replace(
         settings_for(db_url, stub.url, PROCESSOR_MAX_IN_FLIGHT="1", PROCESSOR_BATCH_SIZE="4"), lease_s=4.0)
     pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=4)
@@ -356,11 +348,7 @@ async def test_a_ready_row_that_waited_past_its_lease_budget_is_given_back_not_s
 
 async def test_stop_past_the_grace_period_gives_back_in_flight_and_ready_rows(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
-    async def hang(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(3)  # far past the grace period; short enough not to hold up the stub's clean-up
-        return web.json_response({}, status=202)
-
-    stub.behaviours["generate-website"] = hang
+    stub.behaviours["generate-website"] = answer_after(3)  # past the grace; short for clean-up
     ids = [await make_generation(conn, due=True) for _ in range(8)]
     running = await start_daemon(settings_for(db_url, stub.url, PROCESSOR_MAX_IN_FLIGHT="4",
                                               PROCESSOR_BATCH_SIZE="8", PROCESSOR_GRACE="0.3",
@@ -378,11 +366,7 @@ async def test_stop_past_the_grace_period_gives_back_in_flight_and_ready_rows(
 
 async def test_two_daemons_claiming_ahead_one_stopped_midway_send_each_row_once(
         db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon) -> None:
-    async def brisk(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.05)
-        return web.json_response({}, status=202)
-
-    stub.behaviours["generate-website"] = brisk
+    stub.behaviours["generate-website"] = answer_after(0.05)
     ids = [await make_generation(conn, due=True) for _ in range(60)]
     env = dict(PROCESSOR_MAX_IN_FLIGHT="4", PROCESSOR_BATCH_SIZE="8", PROCESSOR_TICK="0.5")
     first = await start_daemon(dataclasses.replace(settings_for(db_url, stub.url, **env), worker_id="a"))

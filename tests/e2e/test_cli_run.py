@@ -9,12 +9,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from aiohttp import web
 
 from processor import migrate
 from tests.support import cli
 from tests.support.factories import make_generation
-from tests.support.http import Stub
+from tests.support.http import Stub, answer_after
 from tests.support.pg import with_database
 
 
@@ -24,11 +23,7 @@ def events(out: str) -> list[dict[str, object]]:
 
 async def test_sigterm_finishes_or_releases_in_flight_work_and_exits_0(db_url: str, conn: asyncpg.Connection,
                                                                        stub: Stub) -> None:
-    async def slow(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(4)
-        return web.json_response({}, status=202)
-
-    stub.behaviours["generate-website"] = slow
+    stub.behaviours["generate-website"] = answer_after(4)
     for _ in range(10):
         await make_generation(conn, due=True)
     proc = await cli.start("run", env=cli.daemon_env_for(db_url, stub.url, PROCESSOR_GRACE="1",

@@ -14,7 +14,7 @@ from aiohttp import web
 from processor import db, delivery
 from processor.scheduler import Scheduler
 from tests.support.factories import make_generation
-from tests.support.http import Stub, answer, settings_for, wait_until
+from tests.support.http import Stub, answer, answer_after, settings_for, wait_until
 from tests.support.pg import as_daemon
 
 
@@ -51,11 +51,7 @@ async def test_a_freed_slot_starts_a_ready_row_without_another_claim(conn: async
 
 async def test_drain_gives_ready_rows_back_unsent_with_their_attempt(conn: asyncpg.Connection, stub: Stub,
                                                                   two_slots: Scheduler) -> None:
-    async def slow(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.5)
-        return web.json_response({}, status=202)
-
-    stub.behaviours["generate-website"] = slow
+    stub.behaviours["generate-website"] = answer_after(0.5)
     for _ in range(4):
         await make_generation(conn, due=True)
     assert (await two_slots.run_once()).claimed == 4

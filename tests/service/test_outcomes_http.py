@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.factories import make_generation, row
-from tests.support.http import StartDaemon, Stub, answer, settings_for, wait_until
+from tests.support.http import StartDaemon, Stub, answer, answer_after, settings_for, wait_until
 
 
 async def outcome_of(db_url: str, conn: asyncpg.Connection, stub: Stub, start_daemon: StartDaemon,
@@ -84,11 +84,7 @@ async def test_404_fails_the_row_with_the_generators_message(db_url: str, conn: 
 
 async def test_a_response_slower_than_the_timeout_counts_as_sent(db_url: str, conn: asyncpg.Connection, stub: Stub,
                                                                   start_daemon: StartDaemon) -> None:
-    async def slow(_request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(5)
-        return web.json_response({}, status=202)
-
-    r = await outcome_of(db_url, conn, stub, start_daemon, slow, PROCESSOR_RESPONSE_TIMEOUT="0.5")
+    r = await outcome_of(db_url, conn, stub, start_daemon, answer_after(5), PROCESSOR_RESPONSE_TIMEOUT="0.5")
     assert (r["retry_count"], r["retry_phase"], r["last_outcome"]) == (1, "delivered", "no answer within 0.5 s")
 
 

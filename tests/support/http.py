@@ -64,6 +64,14 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
     return behaviour
 
 
+def answer_after(seconds: float, status: int = 202) -> Behaviour:
+    """A generator that takes `seconds` to answer, then answers `status` (202: accepted)."""
+    async def behaviour(_request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return web.json_response({}, status=status)
+    return behaviour
+
+
 async def serve_on_loopback(handle: Behaviour) -> tuple[web.AppRunner, str]:
     """Serve POST /{generator} with `handle` on a free loopback port; returns the runner and the base URL."""
     app = web.Application()
