@@ -20,18 +20,16 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookiejar import CookieJar
 from typing import Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
-from processor import __version__, scrub
+from processor import scrub
 from processor.answer import MAX_ANSWER_BYTES, read_answer
 from processor.contracts import COUNTED, OutcomeKind
+from processor.http_client import USER_AGENT, Client, make_client
 
-USER_AGENT = f"generation-processor/{__version__}"
 MAX_MESSAGE_CHARS = 500
 MAX_RETRY_AFTER_S = 3600.0
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # a stored request larger than this is never sent
@@ -42,8 +40,8 @@ ACCEPTED, TIMEOUT, SERVER_ERROR = OutcomeKind.ACCEPTED, OutcomeKind.TIMEOUT, Out
 UNREACHABLE, UNAUTHORIZED, REJECTED = OutcomeKind.UNREACHABLE, OutcomeKind.UNAUTHORIZED, OutcomeKind.REJECTED
 RELEASED, UNSENDABLE = OutcomeKind.RELEASED, OutcomeKind.UNSENDABLE
 
-__all__ = ["MAX_ANSWER_BYTES", "Outcome", "Unsendable", "classify_status", "deliver", "make_client",
-           "parse_retry_after", "peer_text", "request_body"]
+__all__ = ["MAX_ANSWER_BYTES", "USER_AGENT", "Client", "Outcome", "Unsendable", "classify_status", "deliver",
+           "make_client", "parse_retry_after", "peer_text", "request_body"]
 
 
 @dataclass(frozen=True)
@@ -188,46 +186,8 @@ def classify_error(exc: BaseException, response_timeout_s: float) -> Outcome:
 
 # --- sending ----------------------------------------------------------------------------------------
 
-class _NoCookies(CookieJar):
-    """A peer's cookies are neither kept (memory) nor sent to the next generator."""
 
-    def extract_cookies(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-    def set_cookie(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-def make_client(*, max_connections: int, connect_timeout_s: float, response_timeout_s: float,
-                transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """One shared client: keep-alive, bounded connections, no redirects, no cookies, uncompressed answers."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-
-    def session() -> aiohttp.ClientSession:
-        # aiohttp's own cookie jar off too; a small read buffer bounds what a fast peer queues per connection
-        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=limits.keepalive_expiry)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     read_bufsize=MAX_ANSWER_BYTES, auto_decompress=False)
-
-    client = httpx.AsyncClient(
-        transport=transport or AiohttpTransport(limits=limits, client=session),
-        timeout=httpx.Timeout(connect=connect_timeout_s, read=response_timeout_s, write=response_timeout_s,
-                              pool=None),
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        cookies=_NoCookies(),  # a CookieJar is used as it is (a Cookies would be copied into a new jar)
-        follow_redirects=False,
-    )
-    # httpx hands every response to its cookie store, which first builds urllib request and response
-    # copies for the jar (about 4 % of a delivery's CPU) only for our jar to ignore them: skipped here.
-    setattr(client.cookies, "extract_cookies", _ignore)  # noqa: B010
-    return client
-
-
-def _ignore(*_args: Any) -> None:
-    return None
-
-
-async def deliver(client: httpx.AsyncClient, url: str | httpx.URL, headers: Mapping[str, str], body: bytes, *,
+async def deliver(client: Client, url: str | httpx.URL, headers: Mapping[str, str], body: bytes, *,
                   connect_timeout_s: float, response_timeout_s: float) -> Outcome:
     """POST one retry and classify what came back. Never raises for a peer's behaviour (only cancellation)."""
     started = time.perf_counter()
@@ -236,10 +196,8 @@ async def deliver(client: httpx.AsyncClient, url: str | httpx.URL, headers: Mapp
     response: httpx.Response | None = None
     raw = b""
     try:
-        request = client.build_request("POST", url, content=body,
-                                       headers={**headers, "Content-Type": "application/json"})
         async with asyncio.timeout_at(deadline):
-            response = await client.send(request, stream=True)
+            response = await client.post_whole(url, headers, body)  # processor.http_client
             raw = await read_answer(response)
     except Exception as exc:  # any failure of the exchange is the peer's: an outcome, never an exception
         if response is None:

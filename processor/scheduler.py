@@ -50,7 +50,7 @@ class SweepResult:
 class Scheduler:
     """Claims, delivers and records. One per daemon; shares one HTTP client and one pool."""
 
-    def __init__(self, pool: asyncpg.Pool, client: httpx.AsyncClient, settings: Settings,
+    def __init__(self, pool: asyncpg.Pool, client: delivery.Client, settings: Settings,
                  metrics: Metrics | None = None, *, claim_ahead: int | None = None) -> None:
         self.pool, self.client, self.settings = pool, client, settings
         # rows claimed beyond the free slots, started as slots free up (0: claim only for free slots)

@@ -22,6 +22,7 @@ import httpx
 
 from processor.contracts import OutcomeKind
 from processor.credentials import Authority, Delivery
+from processor.http_client import Client
 from processor.logs import get_logger
 from processor.metrics import Metrics
 
@@ -30,7 +31,7 @@ log = get_logger("warmup")
 
 async def warm_up(*, authority: Authority, pool: Any, generators: list[str], statements: list[str],
                   timeout_s: float = 2.0, route: Callable[[str], httpx.URL | str] | None = None,
-                  client: httpx.AsyncClient | None = None, metrics: Metrics | None = None) -> dict[str, float]:
+                  client: Client | None = None, metrics: Metrics | None = None) -> dict[str, float]:
     """Run the warm-up steps concurrently within timeout_s; returns each step's milliseconds (or -1)."""
     timings: dict[str, float] = {}
 
@@ -59,8 +60,7 @@ async def warm_up(*, authority: Authority, pool: Any, generators: list[str], sta
             if isinstance(url, str):
                 continue  # refused (not a routing key, no route): it is never sent
             if client is not None:
-                client.build_request("POST", url, content=b"{}", headers={
-                    "Authorization": "Bearer -", "Idempotency-Key": "-", "Content-Type": "application/json"})
+                client.whole_request(url, {"Authorization": "Bearer -", "Idempotency-Key": "-"}, b"{}")
             if metrics is not None:
                 metrics.deliveries.labels(name, OutcomeKind.ACCEPTED)
                 metrics.delivery_latency.labels(name)

@@ -1,0 +1,86 @@
+"""The daemon's one HTTP client: httpx's API over the httpx-aiohttp transport, keep-alive and bounded.
+
+deliver() (processor.delivery) posts through the client's transport itself (Client.post_whole), with a
+request it builds whole, rather than through `client.send`: what the client adds on top of its transport is
+what a retry never uses (authentication flows, redirects, which are never followed, cookies, which are never
+kept, event hooks), and it cost about a fifth of a delivery's CPU (docs/BENCHMARKS.md). Proxy variables of
+the environment (HTTP_PROXY and the like) are not used, as before: httpx ignores them for a client given its
+own transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http.cookiejar import CookieJar
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from processor import __version__
+from processor.answer import MAX_ANSWER_BYTES
+
+USER_AGENT = f"generation-processor/{__version__}"
+# sent with every request (the ones httpx's client would add, ours included)
+BASE_HEADERS: Mapping[str, str] = {"Accept": "*/*", "Accept-Encoding": "identity", "Connection": "keep-alive",
+                                   "User-Agent": USER_AGENT}
+JSON: Mapping[str, str] = {"Content-Type": "application/json"}
+
+
+class Client(httpx.AsyncClient):
+    """make_client's client: httpx's for anything, and post_whole() for a retry."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout, **kwargs: Any) -> None:
+        super().__init__(transport=transport, timeout=timeout, **kwargs)
+        self.whole_transport = transport
+        self.timeouts = timeout.as_dict()
+
+    def whole_request(self, url: str | httpx.URL, headers: Mapping[str, str], body: bytes) -> httpx.Request:
+        """A POST of a JSON body, with the client's headers and time-outs."""
+        return httpx.Request("POST", url, headers={**BASE_HEADERS, **headers, **JSON}, content=body,
+                             extensions={"timeout": self.timeouts})
+
+    async def post_whole(self, url: str | httpx.URL, headers: Mapping[str, str], body: bytes) -> httpx.Response:
+        """POST a JSON body through the transport itself: a streamed response, to be closed by the caller."""
+        return await self.whole_transport.handle_async_request(self.whole_request(url, headers, body))
+
+
+class _NoCookies(CookieJar):
+    """A peer's cookies are neither kept (memory) nor sent to the next generator."""
+
+    def extract_cookies(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def set_cookie(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+def make_client(*, max_connections: int, connect_timeout_s: float, response_timeout_s: float,
+                transport: httpx.AsyncBaseTransport | None = None) -> Client:
+    """One shared client: keep-alive, bounded connections, no redirects, no cookies, uncompressed answers."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+    def session() -> aiohttp.ClientSession:
+        # aiohttp's own cookie jar off too; a small read buffer bounds what a fast peer queues per connection
+        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=limits.keepalive_expiry)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                     read_bufsize=MAX_ANSWER_BYTES, auto_decompress=False)
+
+    transport = transport or AiohttpTransport(limits=limits, client=session)
+    timeout = httpx.Timeout(connect=connect_timeout_s, read=response_timeout_s, write=response_timeout_s, pool=None)
+    client = Client(
+        transport=transport,
+        timeout=timeout,
+        headers=BASE_HEADERS,
+        cookies=_NoCookies(),  # a CookieJar is used as it is (a Cookies would be copied into a new jar)
+        follow_redirects=False,
+    )
+    # httpx hands every response to its cookie store, which first builds urllib request and response
+    # copies for the jar (about 4 % of a delivery's CPU) only for our jar to ignore them: skipped here.
+    setattr(client.cookies, "extract_cookies", _ignore)  # noqa: B010
+    return client
+
+
+def _ignore(*_args: Any) -> None:
+    return None
