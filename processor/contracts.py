@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+# The daemon's two hot statements (prepared before READY, processor.warmup).
+CLAIM = "SELECT * FROM genretry.claim($1, $2, $3::float8 * interval '1 second')"
+# seconds to the next deadline, and the database's clock (the daemon reads hints' deadlines on that clock)
+NEXT = ("SELECT extract(epoch FROM genretry.next_wakeup(clock_timestamp()) - clock_timestamp())::float8, "
+        "extract(epoch FROM clock_timestamp())::float8")
+
 
 class OutcomeKind(enum.StrEnum):
     """One delivery's outcome, as genretry.record_delivery names it (SPEC 4)."""

@@ -17,14 +17,17 @@ from processor import db, delivery, logs, migrate, retention, systemd, warmup
 from processor import dry_run as dry_runs
 from processor.backoff import Backoff
 from processor.config import Settings
+from processor.contracts import CLAIM, NEXT
 from processor.listener import Listener
 from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.nap import Nap, PokingEvent
-from processor.scheduler import CLAIM, NEXT, Scheduler
+from processor.scheduler import Scheduler
+from processor.shutdown import shut_down
 from processor.wakeup import Do, Sleep, WakeUp, Woke
 
 DB_ERRORS = db.TRANSIENT_ERRORS
+LOOK_AFTER_S = 0.002  # after a sweep that sent: how long the next look may wait for the first answer
 T = TypeVar("T")
 
 
@@ -154,7 +157,7 @@ class Daemon:
         finally:
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
-            await self._shutdown(tasks, client, pool)
+            await shut_down(self, tasks, client, pool)
 
     async def _open_database(self) -> tuple[asyncpg.Pool, int, bool]:
         s = self.settings
@@ -220,8 +223,12 @@ class Daemon:
             seconds = await self.scheduler.seconds_to_next_deadline()
             return self.wakeup.after_look(time.monotonic(), seconds)
         result = await self.scheduler.run_once(stopping=self.stop)
-        if result.claimed:
-            await asyncio.sleep(0)  # the deliveries just started send their requests before the look below
+        if result.claimed and not result.capacity_limited:
+            # The look below waits for the first answer, briefly: on two cores its query competed with the
+            # request just sent (measured: 0.1 ms of the NOTIFY path's p50, 0.3 ms of its p90). A row falling
+            # due meanwhile is at most LOOK_AFTER_S late, and one notified is not late at all.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.scheduler.answered.wait(), LOOK_AFTER_S)
         seconds = None if result.capacity_limited else await self.scheduler.seconds_to_next_deadline()
         return self.wakeup.after_sweep(time.monotonic(), claimed=result.claimed,
                                        capacity_limited=result.capacity_limited, next_deadline_s=seconds)
@@ -274,37 +281,3 @@ class Daemon:
         if not self.stop.is_set():
             self.log.info("daemon_stopping")
             self.stop.set()
-
-    async def _shutdown(self, tasks: list[asyncio.Task[Any]], client: Any, pool: asyncpg.Pool) -> None:
-        """Stop in order; a step that fails (a database gone mid-restart, a broken pipe) never stops the rest."""
-        systemd.notify("STOPPING=1\nSTATUS=stopping: finishing in-flight deliveries")
-        self.stop.set()
-        if self.scheduler is not None:
-            finished: list[bool] = []
-            await self._quietly("drain", self._drain_into(finished))
-            if finished != [True]:
-                self.log.warning("grace_period_over", hint="unfinished deliveries were released")
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self.listener is not None:
-            await self._quietly("listener_close", self.listener.close())
-        await self._quietly("http_close", client.aclose())
-        if not await self._quietly("pool_close", asyncio.wait_for(pool.close(), 5.0)):
-            pool.terminate()
-        counts = self.scheduler.outcomes if self.scheduler else {}
-        self.log.info("daemon_stopped", outcomes={str(k): v for k, v in counts.items()})
-
-    async def _drain_into(self, finished: list[bool]) -> None:
-        assert self.scheduler is not None
-        finished.append(await self.scheduler.drain(self.settings.grace_s))
-
-    async def _quietly(self, step: str, awaitable: Any) -> bool:
-        """Await one shutdown step; True when it succeeded."""
-        try:
-            await awaitable
-        except Exception as exc:  # logged: at shutdown there is nothing left to retry
-            self.log.warning("shutdown_step_failed", step=step, error=f"{type(exc).__name__}: {str(exc)[:200]}")
-            return False
-        return True
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from processor.contracts import ClaimAction, ClaimedRow
-from processor.scheduler import CLAIM, Scheduler
+from processor.contracts import CLAIM, ClaimAction, ClaimedRow
+from processor.scheduler import Scheduler
 from processor.verdicts import shown
 
 
