@@ -5,10 +5,12 @@
 -- Returns one row per element with record_delivery's columns and the element's id (not in the elements'
 -- order: the common case comes first).
 -- The common case, an `accepted` outcome of a live row still leased by the element, whose generator's
--- circuit has nothing to change (closed without failures, or no state row), is recorded for the whole
--- batch in one statement: what record_delivery does for it, set-based (issue 13: one call per element cost
--- about 145 us of server CPU; tests/db/test_record_fast_path.py holds both to the same results). Every other
--- element, and any id that appears twice, is applied by record_delivery, so the rules live there.
+-- circuit has nothing to change (closed without failures, or no state row) and has no other outcome in the
+-- batch, is recorded for the whole batch in one statement: what record_delivery does for it, set-based
+-- (issue 13: one call per element cost about 145 us of server CPU, this about 50). tests/db/
+-- test_record_fast_path.py and tests/adversary/test_record_fast_path_*.py hold both to the same results.
+-- Every other element, any id that appears twice and any field not in the shape the daemon sends, is
+-- applied by record_delivery in the batch's order, so the rules live there.
 -- A row locked by another transaction (an admin's open transaction, say) is not waited for: its element
 -- returns result 'locked' and nothing else, and the daemon records it again later (issue 10, class 5).
 -- The others in the batch are recorded at once.
@@ -37,18 +39,34 @@ BEGIN
     -- the common case, set-based (the header above); skipped rows (locked, finished, stale) go below
     FOR f IN
         WITH elements AS (
-            SELECT e, count(*) OVER (PARTITION BY (e ->> 'id')::uuid) AS copies
-            FROM pg_catalog.jsonb_array_elements(p_outcomes) e
+            SELECT x.e, (x.e ->> 'id')::uuid AS gid, count(*) OVER (PARTITION BY (x.e ->> 'id')::uuid) AS copies
+            FROM pg_catalog.jsonb_array_elements(p_outcomes) AS x(e)
         ), accepted AS (
-            SELECT (x.e ->> 'id')::uuid AS gid, (x.e ->> 'lease_id')::uuid AS lease, coalesce(x.e -> 'detail', '{}') AS detail,
-                   (x.e ->> 'http_status')::integer AS http,
-                   extract(epoch FROM pg_catalog.make_interval(secs => (x.e ->> 'retry_after_s')::float8)) AS after_s
-            FROM elements x
-            WHERE x.copies = 1 AND x.e ->> 'outcome' = 'accepted' AND jsonb_typeof(coalesce(x.e -> 'detail', '{}')) = 'object'
+            -- elements the common case can take: accepted, their id once in the batch, every field in the shape
+            -- the daemon sends (anything else goes one by one, where it is cast, or refused, as before; the
+            -- casts here are guarded, so an odd field of a locked row still comes back `locked`)
+            SELECT el.gid, CASE WHEN el.e ->> 'lease_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                                THEN (el.e ->> 'lease_id')::uuid END AS lease,
+                   coalesce(el.e -> 'detail', '{}') AS detail,
+                   CASE WHEN el.e ->> 'http_status' ~ '^[0-9]{1,9}$' THEN (el.e ->> 'http_status')::integer END AS http,
+                   CASE WHEN el.e ->> 'retry_after_s' ~ '^[0-9]{1,9}(\.[0-9]{1,9})?$' THEN extract(epoch FROM
+                       pg_catalog.make_interval(secs => (el.e ->> 'retry_after_s')::float8)) END AS after_s
+            FROM elements el
+            WHERE el.copies = 1 AND el.e ->> 'outcome' = 'accepted'
+              AND el.e ->> 'lease_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+              AND (el.e ->> 'http_status' IS NULL OR el.e ->> 'http_status' ~ '^[0-9]{1,9}$')
+              AND (el.e ->> 'retry_after_s' IS NULL OR el.e ->> 'retry_after_s' ~ '^[0-9]{1,9}(\.[0-9]{1,9})?$')
+              AND jsonb_typeof(coalesce(el.e -> 'detail', '{}')) = 'object'
+        ), mixed AS (
+            -- generators with another outcome in this batch: the order of their outcomes drives their circuit
+            -- (an accepted after failures resets the count), so all their elements go one by one, in order
+            SELECT g.generator FROM elements el JOIN public.generation_history g ON g.id = el.gid
+            WHERE el.e ->> 'outcome' IS DISTINCT FROM 'accepted'
         ), mine AS (
             SELECT g.id AS gid, a.detail, a.http, a.after_s
             FROM public.generation_history g JOIN accepted a ON a.gid = g.id
             WHERE g.lease_id = a.lease AND g.status IN ('pending', 'generating')
+              AND NOT EXISTS (SELECT 1 FROM mixed x WHERE x.generator = g.generator)
               AND NOT EXISTS (SELECT 1 FROM genretry.generator_state s WHERE s.generator = g.generator
                               AND (s.consecutive_failures > 0 OR s.state <> 'closed'))
             FOR UPDATE OF g SKIP LOCKED
