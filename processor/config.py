@@ -192,6 +192,10 @@ def _check_http_url(name: str, url: str, problems: list[str], *, base: bool = Fa
         ok = False
     if not ok:
         problems.append(f"{name}: {scrub.redact_url(url)!r} is not an http(s) URL")
+    elif parts.username is not None or parts.password is not None:
+        # they would clash with the Authorization header every retry carries (the transport refused it; the
+        # client used to replace the processor's token with them)
+        problems.append(f"{name}: must not carry credentials (user:password@); the processor sends its own")
     elif base and (parts.query or parts.fragment or "?" in url or "#" in url):
         # generator names are appended as a path segment: a query or fragment here would swallow them
         problems.append(f"{name}: must not carry a query or fragment (generator names are appended as a path)")

@@ -139,6 +139,16 @@ def test_generator_names_in_configuration_are_routing_keys() -> None:
         "FUNCTIONS_URL: must not carry a query or fragment (generator names are appended as a path)"]
 
 
+@pytest.mark.hostile
+def test_credentials_in_a_route_are_refused_without_echo() -> None:
+    found = problems({**BASE, "FUNCTIONS_URL": "https://user:s3cret-pw@ref.supabase.co/functions/v1",
+                      "PROCESSOR_ROUTES": '{"generate-website": "https://token@x.example/run"}'})
+    assert found == ["FUNCTIONS_URL: must not carry credentials (user:password@); the processor sends its own",
+                     "routes.'generate-website': must not carry credentials (user:password@); the processor sends "
+                     "its own"]
+    assert not any("s3cret" in p or "token" in p for p in found)
+
+
 def test_every_configured_secret_is_known_to_the_scrubber() -> None:
     s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:pa%2Fss%23w@h:5432/d",
                            "SUPABASE_SECRET_KEYS": '{"a": "sb_secret_one"}'})
