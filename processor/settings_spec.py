@@ -39,8 +39,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", "database_url", "secret", "", "`postgresql://…`; direct or session-mode "
             "connection (or `DATABASE_URL_FILE`)", "(required)", toml="database_url"),
-    Setting("FUNCTIONS_URL", "functions_url", "custom", "", "retries go to `{FUNCTIONS_URL}/{generator}`",
-            toml="functions_url"),
+    Setting("FUNCTIONS_URL", "functions_url", "custom", "", "retries go to `{FUNCTIONS_URL}/{generator}` (no "
+            "`user:password@`: the processor sends its own credentials)", toml="functions_url"),
     Setting("PROCESSOR_ROUTES", "routes", "custom", None, "JSON object or TOML table `[routes]`: a URL per "
             "generator, overriding `FUNCTIONS_URL`"),
     Setting("PROCESSOR_GENERATORS", "generators", "custom", DEFAULT_GENERATORS, "names the reference "
