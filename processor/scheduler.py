@@ -26,6 +26,7 @@ from processor.errors import ConfigError
 from processor.limits import GeneratorLimits
 from processor.logs import get_logger
 from processor.metrics import Metrics
+from processor.nap import PokingEvent
 from processor.recorder import DB_ERRORS, Recorder
 
 
@@ -55,12 +56,12 @@ class Scheduler:
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0  # HTTP deliveries under way (bounded by max_in_flight)
         self.recording = 0  # outcomes not yet written (bounded by 4 x max_in_flight: backpressure)
-        self.slot_freed = asyncio.Event()
+        self.slot_freed = PokingEvent(lambda: self.on_slot_freed())  # set: the daemon's sleep may end
         self.answered = asyncio.Event()  # a delivery got its outcome since the last sweep began
         self.db_clock: tuple[float, float] | None = None  # (database epoch, our monotonic) at the last look
         # told the new deadline of each recorded row: a backoff the daemon set itself sends no NOTIFY
         self.on_deadline: Callable[[float], None] = lambda _epoch: None
-        self.on_slot_freed: Callable[[], None] = lambda: None  # with slot_freed set: the daemon's sleep ends
+        self.on_slot_freed: Callable[[], None] = lambda: None
         self.outcomes: Counter[str] = Counter()
         self._per_generator = GeneratorLimits(settings.generator_in_flight)
         self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
@@ -164,7 +165,6 @@ class Scheduler:
         if (self._room() >= refill or (self.in_flight == 0 and not self.ready)) and \
                 self.recording < 4 * self.settings.max_in_flight:
             self.slot_freed.set()
-            self.on_slot_freed()
 
     def _release_ready(self, which: Callable[[ClaimedRow], bool], label: str) -> None:
         """Give ready rows back unsent (`released`: due again at once, the same attempt)."""
@@ -266,7 +266,6 @@ class Scheduler:
             if self.on_fatal is not None:
                 self.on_fatal()
         self.slot_freed.set()
-        self.on_slot_freed()
 
     async def _record(self, row: ClaimedRow, outcome: delivery.Outcome, claimed_at: float) -> None:
         # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;

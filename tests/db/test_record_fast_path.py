@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.support.factories import make_generation, one
+from tests.support.record_twins import ABSENT, CALLS, RECORD_MANY, VERDICT, T
 
-T = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)  # every clock below is the owner's
 RECORD_ONE = "SELECT * FROM genretry.record_delivery($1, $2, $3, $4, $5::jsonb, $6::interval, 'w1', $7, 0.5)"
-RECORD_MANY = "SELECT * FROM genretry.record_deliveries($1::jsonb, 'w1', $2)"
-CALLS = "SELECT coalesce(pg_stat_get_xact_function_calls('genretry.record_delivery'::regproc), 0)"
 COLUMNS = ("status", "error_message", "retry_count", "dispatch_failures", "retry_phase", "deadline_at", "lease_id",
            "lease_until", "last_outcome", "attempt", "generator")
-ABSENT = object()  # an element without that key
-VERDICT = ("result", "status", "deadline_at", "retry_count", "dispatch_failures", "failed_with", "circuit")
 
 
 async def _twin(conn: asyncpg.Connection, setup: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
