@@ -34,9 +34,11 @@ BEGIN
         RAISE EXCEPTION 'genretry.claim: worker, a positive limit and a positive lease are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT genretry.caller_is_owner() THEN
-        p_now := clock_timestamp();
-        p_lease := least(p_lease, genretry.max_lease());
+    -- only the owner brings a clock or a longer lease (issue 10, class 10); the daemon's call, on the
+    -- server's clock within its lease limit, needs no catalog look-up
+    p_now := genretry.caller_clock(p_now);
+    IF p_lease > genretry.max_lease() AND NOT genretry.caller_is_owner() THEN
+        p_lease := genretry.max_lease();
     END IF;
     PERFORM set_config('genretry.quiet', 'on', true);
     SELECT * INTO f FROM genretry.dispatch_filter(p_now);

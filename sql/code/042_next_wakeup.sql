@@ -17,9 +17,7 @@ DECLARE
     first_deadline timestamptz;
     wake timestamptz;
 BEGIN
-    IF NOT genretry.caller_is_owner() THEN
-        p_now := clock_timestamp();
-    END IF;
+    p_now := genretry.caller_clock(p_now);  -- only the owner brings a clock (issue 10, class 10)
     SELECT * INTO f FROM genretry.dispatch_filter(p_now);
     SELECT h.deadline_at INTO first_deadline FROM public.generation_history h
     WHERE h.status IN ('pending', 'generating') AND h.deadline_at IS NOT NULL
