@@ -30,6 +30,10 @@ DECLARE
     g text;
     won text[] := '{}';  -- generators whose probe this call took
 BEGIN
+    -- The lease as plain seconds first: an interval of months and hours compares with a month as 30 days but
+    -- adds by the calendar ('100 years -863999 hours' is 1 hour to `>` and 524 days to `+`), so only plain
+    -- seconds are capped and checked the way they are added. Bounded to +/-1e9 s (make_interval's range).
+    p_lease := make_interval(secs => greatest(least(extract(epoch FROM p_lease), 1e9), -1e9)::float8);
     IF p_worker IS NULL OR p_limit IS NULL OR p_limit < 1 OR p_lease IS NULL OR p_lease <= interval '0' THEN
         RAISE EXCEPTION 'genretry.claim: worker, a positive limit and a positive lease are required'
             USING ERRCODE = 'invalid_parameter_value';

@@ -92,7 +92,9 @@ BEGIN
                 wait := genretry.backoff_delay(pol, new_failures, p_jitter);
                 -- honour Retry-After, but never park a row for more than an hour on a peer's say-so
                 IF p_retry_after IS NOT NULL THEN
-                    wait := greatest(wait, least(p_retry_after, interval '1 hour'));
+                    -- in plain seconds: '1 month -719 hours' is 1 hour to least() but 25 hours when added
+                    wait := greatest(wait, least(make_interval(secs => greatest(least(
+                        extract(epoch FROM p_retry_after), 3600), 0)::float8), interval '1 hour'));
                 END IF;
                 new_deadline := p_now + wait;
             END IF;

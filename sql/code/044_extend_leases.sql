@@ -11,8 +11,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    until timestamptz := pg_catalog.clock_timestamp()
-        + LEAST(GREATEST(p_lease, interval '1 second'), genretry.max_lease());
+    -- plain seconds, as in claim: an interval of months and hours compares and adds differently
+    until timestamptz := pg_catalog.clock_timestamp() + LEAST(GREATEST(pg_catalog.make_interval(
+        secs => GREATEST(LEAST(extract(epoch FROM p_lease), 1e9), -1e9)::float8), interval '1 second'),
+        genretry.max_lease());
 BEGIN
     IF pg_catalog.jsonb_typeof(p_items) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'extend_leases: items must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
