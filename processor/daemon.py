@@ -127,7 +127,7 @@ class Daemon:
                 timings = await warmup.warm_up(authority=self.scheduler.authority, pool=pool,
                                                generators=[*s.generators, *s.routes],
                                                statements=[CLAIM, NEXT] if self.listen else [],
-                                               route=self.scheduler.route, client=client, metrics=self.metrics)
+                                               route=self.scheduler.urls.get, client=client, metrics=self.metrics)
                 self.log.debug("warmed_up", **{k.replace(" ", "_"): v for k, v in timings.items()})
             if dry_run:
                 await dry_runs.dry_run(self.scheduler)

@@ -9,7 +9,7 @@ any of this is refused with a reason, and no request is sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -18,6 +18,7 @@ import httpx
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]{0,62}"
 _NAME = re.compile(NAME_PATTERN, re.ASCII)
 SHOWN_CHARS = 80  # of a refused name, in messages: rows may hold megabytes in `generator`
+MAX_PARSED = 1024  # URLs kept parsed: rows may name any number of generators
 
 
 class Unroutable(ValueError):
@@ -82,3 +83,22 @@ def _stays_under(base: str, url: str) -> bool:
         return False
     below = u.raw_path[len(b.raw_path):]
     return u.raw_path.startswith(b.raw_path) and bool(below) and b"/" not in below and below not in (b".", b"..")
+
+
+class Urls:
+    """The URL of each generator's retries, parsed once per name; or why none is sent (not remembered)."""
+
+    def __init__(self, resolve: Callable[[str], Route]) -> None:
+        self._resolve = resolve
+        self._parsed: dict[str, httpx.URL] = {}
+
+    def get(self, generator: str) -> httpx.URL | str:
+        url = self._parsed.get(generator)
+        if url is None:
+            route = self._resolve(generator)
+            if route.refusal:
+                return route.refusal
+            if len(self._parsed) >= MAX_PARSED:
+                self._parsed.clear()
+            url = self._parsed[generator] = httpx.URL(route.url)
+        return url

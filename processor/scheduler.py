@@ -27,7 +27,9 @@ from processor.limits import GeneratorLimits
 from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.nap import PokingEvent
+from processor.pauses import Pauses
 from processor.recorder import DB_ERRORS, Recorder
+from processor.routing import Urls
 
 
 @dataclass
@@ -49,7 +51,7 @@ class Scheduler:
                             if claim_ahead is None else claim_ahead)
         self.ready: deque[tuple[ClaimedRow, float]] = deque()  # (row, claimed at, monotonic)
         self._draining = False
-        self._urls: dict[str, httpx.URL] = {}
+        self.urls = Urls(lambda name: self.settings.resolve(name))  # settings may be replaced (tests)
         self.authority = Authority(settings)
         self.metrics = metrics or Metrics()
         self.log = get_logger("scheduler").bind(worker=settings.worker_id)
@@ -64,6 +66,7 @@ class Scheduler:
         self.on_slot_freed: Callable[[], None] = lambda: None
         self.outcomes: Counter[str] = Counter()
         self._per_generator = GeneratorLimits(settings.generator_in_flight)
+        self.pauses = Pauses()
         self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
         # Our own fault (a key that cannot sign): every claim would fail the same way, so the daemon stops
         # rather than burn rows. run_once() raises it; on_fatal lets the daemon wake up to do so at once.
@@ -209,7 +212,7 @@ class Scheduler:
             await self._record(row, outcome, claimed_at)
 
     async def _send_within_lease(self, row: ClaimedRow, claimed_at: float) -> delivery.Outcome:
-        route = self.route(row.generator)  # a name that is not a routing key is never sent
+        route = self.urls.get(row.generator)  # a name that is not a routing key is never sent
         if isinstance(route, str):
             return delivery.Outcome(delivery.UNSENDABLE, None, "never sent", route)
         async with self._per_generator.slot(row.generator):
@@ -218,19 +221,9 @@ class Scheduler:
             budget = self.settings.lease_s - self.settings.connect_timeout_s - self.settings.response_timeout_s
             if time.monotonic() - claimed_at >= budget * 0.8:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
+            if self.pauses.since(row.generator, claimed_at):  # paused while this row waited for its slot
+                return delivery.Outcome(delivery.RELEASED, label="released: generator paused")
             return await self._send(row, route)
-
-    def route(self, generator: str) -> httpx.URL | str:
-        """The URL for a generator's retries, parsed once per name; or why none is sent (not remembered)."""
-        url = self._urls.get(generator)
-        if url is None:
-            route = self.settings.resolve(generator)
-            if route.refusal:
-                return route.refusal
-            if len(self._urls) >= 1024:
-                self._urls.clear()  # rows may name any number of generators: bounded
-            url = self._urls[generator] = httpx.URL(route.url)
-        return url
 
     async def _send(self, row: ClaimedRow, url: httpx.URL) -> delivery.Outcome:
         d = Delivery(row.generator, str(row.user_id), str(row.id), row.attempt)
@@ -244,6 +237,8 @@ class Scheduler:
         outcome = await delivery.deliver(self.client, url, headers, body,
                                          connect_timeout_s=self.settings.connect_timeout_s,
                                          response_timeout_s=self.settings.response_timeout_s)
+        if outcome.kind == delivery.UNAUTHORIZED:
+            self.pauses.mark(d.generator)  # it opens the circuit: no row claimed before goes out after it
         self.metrics.deliveries.labels(d.generator, outcome.kind).inc()
         self.metrics.delivery_latency.labels(d.generator).observe(outcome.duration_ms / 1000)
         self.outcomes[outcome.kind] += 1
@@ -295,6 +290,9 @@ class Scheduler:
         if rec.deadline_at is not None:
             self.on_deadline(rec.deadline_at.timestamp())
         if rec.circuit == "opened":
+            self.pauses.mark(row.generator)
             self._release_ready(lambda r: r.generator == row.generator, "released: generator paused")
+        elif rec.circuit == "closed":
+            self.pauses.clear(row.generator)
         verdicts.report(rec, row, outcome, metrics=self.metrics, log=self.log, authority=self.authority.mode)
 

@@ -83,16 +83,16 @@ async def test_routes_are_parsed_once_per_name_refusals_are_not_kept_and_the_mem
     client = delivery.make_client(max_connections=1, connect_timeout_s=1, response_timeout_s=1)
     scheduler = Scheduler(pool, client, settings)
     try:
-        first = scheduler.route("generate-website")
-        assert first is scheduler.route("generate-website")  # parsed once
+        first = scheduler.urls.get("generate-website")
+        assert first is scheduler.urls.get("generate-website")  # parsed once
         assert str(first) == settings.resolve("generate-website").url
-        refused = scheduler.route("../admin")
+        refused = scheduler.urls.get("../admin")
         assert isinstance(refused, str) and "routing key" in refused
         for i in range(3000):
-            assert not isinstance(scheduler.route(f"gen-{i}"), str)
-            scheduler.route(f"x{i}" + "/" * 100)  # hostile names: refused, never remembered
-        assert len(scheduler._urls) <= 1024
-        assert all("/" not in name for name in scheduler._urls)
+            assert not isinstance(scheduler.urls.get(f"gen-{i}"), str)
+            scheduler.urls.get(f"x{i}" + "/" * 100)  # hostile names: refused, never remembered
+        assert len(scheduler.urls._parsed) <= 1024
+        assert all("/" not in name for name in scheduler.urls._parsed)
     finally:
         await client.aclose()
         await pool.close()

@@ -58,9 +58,9 @@ async def test_warm_up_parses_routes_and_builds_a_request_without_sending_it(db_
     try:
         timings = await warmup.warm_up(authority=scheduler.authority, pool=pool,
                                        generators=["generate-website", "generate-php-website", "../x"],
-                                       statements=[], route=scheduler.route, client=client, metrics=metrics)
+                                       statements=[], route=scheduler.urls.get, client=client, metrics=metrics)
         assert timings["requests"] >= 0
-        assert set(scheduler._urls) == {"generate-website", "generate-php-website"}  # the refused name is not kept
+        assert set(scheduler.urls._parsed) == {"generate-website", "generate-php-website"}  # the refused one is not
         assert 'genretry_deliveries_total{generator="generate-php-website",outcome="accepted"} 0.0' in \
             generate_latest(metrics.registry).decode()
         assert stub.seen == []
