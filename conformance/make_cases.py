@@ -123,6 +123,15 @@ def build() -> None:
          409, "token_replayed", used_jtis=[used])
     case("scoped token replayed for another generator: 403 first", bearer(scoped(aud="generate-php-website")), ROW,
          403, "wrong_audience", used_jtis=[used])
+    # replay_down: the replay guard raises (its database is down): a 503 to retry, never a replay nor a pass;
+    # credentials that do not use it are not affected
+    case("scoped token, replay guard down", bearer(scoped()), ROW, 503, "replay_check_failed", replay_down=True)
+    case("scoped token for another generator, replay guard down: 403 first", bearer(scoped(aud="generate-php-website")),
+         ROW, 403, "wrong_audience", replay_down=True)
+    case("secret key, replay guard down: not consulted", {"apikey": SECRET}, ROW, {**service(), "attempt": 1},
+         replay_down=True)
+    case("user jwt, replay guard down: not consulted", bearer(user()), {"prompt": "a site"}, ALLOW_USER,
+         replay_down=True)
     case("scoped token expired", bearer(scoped(exp=NOW - 31)), ROW, 401, "token_expired")
     case("scoped token expired and replayed: expiry first", bearer(scoped(exp=NOW - 31)), ROW, 401, "token_expired",
          used_jtis=[used])

@@ -1,7 +1,7 @@
 """Service authority for generators: tell the credential's kind first, then decide (SPEC section 6).
 
-Pure: the only I/O is the injected `owner_of(retry_history_id)` look-up. `Verifier.verify()` returns a
-Principal or raises AuthorityError carrying the HTTP status, a stable reason code and a message; it never
+Pure: the only I/O is the injected `owner_of(retry_history_id)` look-up and replay guard. `Verifier.verify()`
+returns a Principal or raises AuthorityError carrying the HTTP status, a stable reason code and a message; it never
 lets another exception out, so a generator using it cannot answer 500 because of a hostile header.
 generators/typescript/src/authority.ts makes the same decisions; conformance/authority_cases.json holds both.
 """
@@ -9,6 +9,7 @@ generators/typescript/src/authority.ts makes the same decisions; conformance/aut
 from __future__ import annotations
 
 import hmac
+import inspect
 import math
 import re
 import time
@@ -223,16 +224,25 @@ class Verifier:
         token_attempt: Any = claims.get("attempt")
         if not _is_attempt(token_attempt) or (attempt is not None and attempt != int(token_attempt)):
             raise _fail(403, "attempt_mismatch", "token is for another attempt")
-        if self.replay.seen(jti):
+        if await self._replay_check(self.replay.seen, jti):
             raise _fail(409, "token_replayed", "this token was already used")
         owner = await self._owner(retry_id)
         if owner is None:
             raise _fail(404, "retry_record_not_found", "Retry record not found")
         if owner != sub:
             raise _fail(403, "not_owner", "token subject is not the generation's owner")
-        if not self.replay.use(jti, float(claims["exp"]) + self.leeway_s):  # atomic: no await since seen()
+        if not await self._replay_check(self.replay.use, jti, float(claims["exp"]) + self.leeway_s):
             raise _fail(409, "token_replayed", "this token was already used")
         return Principal(owner, "scoped-jwt", retry_id, int(token_attempt), "scoped-jwt")
+
+    @staticmethod
+    async def _replay_check(call: Callable[..., bool | Awaitable[bool]], *args: Any) -> bool:
+        """The guard's answer; a guard that fails (its database is down) is a 503, like a failed owner look-up."""
+        try:
+            answer = call(*args)
+            return bool(await answer if inspect.isawaitable(answer) else answer)
+        except Exception as exc:
+            raise _fail(503, "replay_check_failed", "the token's use could not be checked") from exc
 
 
 def _retry_fields(body: Any) -> tuple[str | None, int | None]:

@@ -30,6 +30,7 @@ from processor import db
 from processor.authority import AuthorityError, Keys, Principal, Verifier
 from processor.logs import get_logger
 from processor.minting import public_jwks_of
+from processor.replay import SqlReplayGuard
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -53,7 +54,9 @@ class ReferenceGenerator:
     def __init__(self, pool: asyncpg.Pool, generators: Iterable[str], keys: Keys,
                  behaviour: Behaviour = Behaviour(), rng: random.Random | None = None) -> None:
         self.pool, self.behaviour, self.rng = pool, behaviour, rng or random.Random()
-        self.verifiers = {g: Verifier(g, keys, self._owner_of) for g in generators}
+        # one replay guard for every instance, in the database (a guard in memory is per process)
+        replay = SqlReplayGuard(pool)
+        self.verifiers = {g: Verifier(g, keys, self._owner_of, replay=replay) for g in generators}
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 
 class ReplayGuard(Protocol):
-    def seen(self, jti: str) -> bool:
+    """A guard may answer at once (MemoryReplayGuard) or later (SqlReplayGuard). One that raises makes the
+    verifier answer 503 `replay_check_failed`: retried later, never taken for a replay nor let through."""
+
+    def seen(self, jti: str) -> bool | Awaitable[bool]:
         """True when this jti was already used (a cheap pre-check, before the owner look-up)."""
         ...
 
-    def use(self, jti: str, expires_at: float) -> bool:
+    def use(self, jti: str, expires_at: float) -> bool | Awaitable[bool]:
         """Record a use atomically; False when it was used already."""
         ...
 
@@ -42,3 +45,23 @@ class MemoryReplayGuard:
             return False
         self._used[jti] = expires_at
         return True
+
+
+class _FetchVal(Protocol):
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class SqlReplayGuard:
+    """Used jtis in the database (genretry.use_token, genretry.token_seen): one guard for every instance of a
+    generator, which a guard in memory is not. `db`: an asyncpg pool or connection of a role holding
+    genretry_generator."""
+
+    def __init__(self, db: _FetchVal) -> None:
+        self.db = db
+
+    async def seen(self, jti: str) -> bool:
+        return bool(await self.db.fetchval("SELECT genretry.token_seen($1::text)", jti))
+
+    async def use(self, jti: str, expires_at: float) -> bool:
+        return bool(await self.db.fetchval("SELECT genretry.use_token($1::text, to_timestamp($2::float8))",
+                                           jti, expires_at))

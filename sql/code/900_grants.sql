@@ -23,6 +23,11 @@ GRANT EXECUTE ON FUNCTION
     genretry.heartbeat(uuid, integer, timestamptz),
     genretry.finish(uuid, integer, text, text, timestamptz)
     TO genretry_generator, genretry_admin;
+-- generators: the replay guard of scoped tokens shared by all their instances (062_used_tokens.sql)
+GRANT EXECUTE ON FUNCTION
+    genretry.use_token(text, timestamptz),
+    genretry.token_seen(text)
+    TO genretry_generator;
 
 -- admins: the admin API runs with the caller's rights (so events record who did it)
 GRANT EXECUTE ON FUNCTION

@@ -214,6 +214,28 @@ async def test_a_failing_owner_lookup_leaves_the_row_undamaged(
     await wait_until(lambda: _is(conn, row_id, "completed"), within_s=30)
 
 
+async def test_a_token_one_instance_accepted_is_refused_by_every_other(
+        conn: asyncpg.Connection, ts_generator: StartTs) -> None:
+    """An edge function runs as many isolates: the example's replay guard is in the database (SqlReplayGuard),
+    so a token accepted by one instance (Node) is refused by another (Deno), and the other way round. With the
+    guard in memory, the second instance accepted it."""
+    node, deno = await ts_generator("node"), await ts_generator(runtime_param("deno"))
+    good = Minter(private_key_pem=processor_pair()[0], kid=PROCESSOR_KID)
+    async with httpx.AsyncClient(timeout=10) as http:
+        for first, second in ((node, deno), (deno, node)):
+            owner = uuid.uuid4()
+            row_id = await make_generation(conn, user_id=owner)
+            token = good.mint(Delivery(GEN, str(owner), str(row_id), 0))
+            replies = []
+            for url in (first, second):
+                r = await http.post(f"{url}/{GEN}", json={"retryHistoryId": str(row_id), "retryAttempt": 0},
+                                    headers={"Authorization": f"Bearer {token}"})
+                replies.append((r.status_code, r.json().get("error", "")))
+            assert replies[0][0] == 202 and replies[1] == (409, "token_replayed"), replies
+            await wait_until(functools.partial(_is, conn, row_id, "completed"), within_s=30)
+    assert await conn.fetchval("SELECT count(*) FROM genretry.used_tokens") == 2
+
+
 async def _is(conn: asyncpg.Connection, row_id: uuid.UUID, status: str) -> bool:
     return await status_of(conn, row_id) == status
 

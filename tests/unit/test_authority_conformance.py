@@ -10,12 +10,22 @@ from typing import Any
 import pytest
 
 from processor.authority import AuthorityError, Keys, Verifier
-from processor.replay import MemoryReplayGuard
+from processor.replay import MemoryReplayGuard, ReplayGuard
 
 FILE = Path(__file__).resolve().parents[2] / "conformance" / "authority_cases.json"
 DATA = json.loads(FILE.read_text())
 CONTEXT: dict[str, Any] = DATA["context"]
 CASES: list[dict[str, Any]] = DATA["cases"]
+
+
+class DownReplayGuard:
+    """A guard whose database is down (case `replay_down`)."""
+
+    async def seen(self, jti: str) -> bool:
+        raise ConnectionError("the database is down")
+
+    async def use(self, jti: str, expires_at: float) -> bool:
+        raise ConnectionError("the database is down")
 
 
 def verifier_for(case: dict[str, Any]) -> Verifier:
@@ -29,7 +39,7 @@ def verifier_for(case: dict[str, Any]) -> Verifier:
         return owner
 
     now = float(CONTEXT["now"])
-    replay = MemoryReplayGuard(clock=lambda: now)
+    replay: ReplayGuard = DownReplayGuard() if case.get("replay_down") else MemoryReplayGuard(clock=lambda: now)
     for jti in case.get("used_jtis", []):
         replay.use(jti, now + 3600)
     return Verifier(CONTEXT["generator"], Keys(**keys), owner_of, leeway_s=CONTEXT["leeway_s"], clock=lambda: now,

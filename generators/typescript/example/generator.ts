@@ -1,7 +1,8 @@
 // A generator built on the kit, as an edge function would be: verify, answer 202, heartbeat, finish.
 // The end-to-end test runs it under Node and Deno with the real daemon delivering to it.
 import postgres from "postgres";
-import { createHandler, finish, heartbeat, keysFromEnv, postgresQuery, restOwnerLookup, Verifier } from "../src/index.ts";
+import { createHandler, finish, heartbeat, keysFromEnv, postgresQuery, restOwnerLookup, SqlReplayGuard, Verifier }
+  from "../src/index.ts";
 import type { Env, Principal } from "../src/index.ts";
 
 /** The request handler for the generators named in GENRETRY_GENERATORS (path /<name>). */
@@ -10,12 +11,14 @@ export async function buildGenerator(env: Env, options: { background?: (task: Pr
   const keys = keysFromEnv(env);
   const secretKey = Object.values(keys.secretKeys ?? {})[0] ?? keys.serviceRoleKey ?? "";
   const ownerOf = restOwnerLookup(env("SUPABASE_URL") ?? "", secretKey);
-  // a login role holding genretry_generator: EXECUTE on genretry.heartbeat and genretry.finish only
+  // a login role holding genretry_generator: EXECUTE on genretry.heartbeat, genretry.finish and the replay guard
   // GENRETRY_DB_URL, or the PGHOST/PGUSER/... variables when it is unset
   const dbUrl = env("GENRETRY_DB_URL");
   const pgOptions = { max: 4, onnotice: () => {} };
   const sql = dbUrl ? postgres(dbUrl, pgOptions) : postgres(pgOptions);
   const query = postgresQuery(sql);
+  // every instance (isolate) of this generator refuses a token any of them accepted before
+  const replay = new SqlReplayGuard(query);
   const workS = Number(env("GENRETRY_WORK_SECONDS") ?? "0.2");
 
   async function work(principal: Principal): Promise<void> {
@@ -29,7 +32,7 @@ export async function buildGenerator(env: Env, options: { background?: (task: Pr
 
   const handlers = new Map<string, (r: Request) => Promise<Response>>();
   for (const name of (env("GENRETRY_GENERATORS") ?? "generate-website").split(",").map((s) => s.trim())) {
-    const verifier = await Verifier.create(name, keys, ownerOf);
+    const verifier = await Verifier.create(name, keys, ownerOf, { replay });
     const onError = (err: unknown) => console.error("generation_error", String(err));
     handlers.set(name, createHandler({ verifier, work, onError, ...options }));
   }

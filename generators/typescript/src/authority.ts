@@ -243,15 +243,26 @@ export class Verifier {
     if (!isAttempt(tokenAttempt) || (attempt !== null && attempt !== tokenAttempt)) {
       throw fail(403, "attempt_mismatch", "token is for another attempt");
     }
-    if (await this.replay.seen(jti)) throw fail(409, "token_replayed", "this token was already used");
+    if (await this.replayCheck(() => this.replay.seen(jti))) {
+      throw fail(409, "token_replayed", "this token was already used");
+    }
     const owner = await this.owner(retryId);
     if (owner === null) throw fail(404, "retry_record_not_found", "Retry record not found");
     if (owner !== sub) throw fail(403, "not_owner", "token subject is not the generation's owner");
-    if (!(await this.replay.use(jti, (claims["exp"] as number) + this.leewayS))) {
+    if (!(await this.replayCheck(() => this.replay.use(jti, (claims["exp"] as number) + this.leewayS)))) {
       throw fail(409, "token_replayed", "this token was already used");
     }
     return { userId: owner, authority: "scoped-jwt", retryHistoryId: retryId, attempt: tokenAttempt,
       credential: "scoped-jwt" };
+  }
+
+  /** The guard's answer; a guard that fails (its database is down) is a 503, like a failed owner look-up. */
+  private async replayCheck(call: () => boolean | Promise<boolean>): Promise<boolean> {
+    try {
+      return await call();
+    } catch {
+      throw fail(503, "replay_check_failed", "the token's use could not be checked");
+    }
   }
 }
 

@@ -8,7 +8,7 @@ export type { HandlerOptions, Work } from "./handler.ts";
 export { finish, heartbeat, postgresQuery } from "./lifecycle.ts";
 export type { Query } from "./lifecycle.ts";
 export { restOwnerLookup, sqlOwnerLookup } from "./owners.ts";
-export { MemoryReplayGuard } from "./replay.ts";
+export { MemoryReplayGuard, SqlReplayGuard } from "./replay.ts";
 export type { ReplayGuard } from "./replay.ts";
 
 /** One call for a request: the principal, or an AuthorityError carrying status and reason code. */

@@ -12,6 +12,7 @@ interface Case {
   expect: Record<string, unknown>;
   keys?: Record<string, unknown>;
   used_jtis?: string[];
+  replay_down?: boolean;
 }
 
 // tests/ under Deno, dist/tests/ under Node: the repository root is three or four levels up
@@ -35,8 +36,12 @@ function keysFor(c: Case): Keys {
 
 async function verifierFor(c: Case): Promise<Verifier> {
   const clock = () => context.now;
-  const replay = new MemoryReplayGuard({ clock });
-  for (const jti of c.used_jtis ?? []) replay.use(jti, context.now + 3600);
+  const memory = new MemoryReplayGuard({ clock });
+  for (const jti of c.used_jtis ?? []) memory.use(jti, context.now + 3600);
+  // replay_down: a guard whose database is down
+  const down = { seen: () => Promise.reject(new Error("the database is down")),
+    use: () => Promise.reject(new Error("the database is down")) };
+  const replay = c.replay_down ? down : memory;
   const ownerOf = async (id: string) => {
     if (context.failing_rows.includes(id)) throw new Error("the REST API answered 503");
     return context.owners[id] ?? null;
