@@ -145,11 +145,27 @@ class FailedFilter:
 async def failed(settings: Settings, where: FailedFilter, *, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Failed generations, newest first, with how each failed."""
     async with session(settings) as conn:
-        rows = records(await fetch(conn, FAILED, where.generator, where.since, where.reason, where.limit))
+        rows, more = await _failed_rows(conn, where)
     emit(out, as_json, rows,
-         table(rows, ["id", "generator", "failed_at", "retry_count", "how", "error_message"]) if rows
-         else "(no failed generations match)")
+         (table(rows, ["id", "generator", "failed_at", "retry_count", "how", "error_message"]) if rows
+          else "(no failed generations match)") + _more_note(more, where, "listed"))
     return 0
+
+
+async def _failed_rows(conn: asyncpg.Connection, where: FailedFilter) -> tuple[list[dict[str, Any]], bool]:
+    """The newest `limit` failed rows the filter selects, and whether more match (one row more is read)."""
+    rows = records(await fetch(conn, FAILED, where.generator, where.since, where.reason, where.limit + 1))
+    return rows[:where.limit], len(rows) > where.limit
+
+
+def _more_note(more: bool, where: FailedFilter, done: str) -> str:
+    """For a reader of the table: the filter selects more rows than --limit let through."""
+    from processor.cli_admin import MAX_LIMIT  # the CLI's bound (it imports this module lazily)
+
+    if not more:
+        return ""
+    return (f"\nmore failed generations match: only the newest {where.limit} were {done} (--limit, up to "
+            f"{MAX_LIMIT}; or narrow with --generator, --since, --reason)")
 
 
 async def reset_many(settings: Settings, ids: Sequence[uuid.UUID] | None, where: FailedFilter | None, *,
@@ -159,16 +175,19 @@ async def reset_many(settings: Settings, ids: Sequence[uuid.UUID] | None, where:
     With dry_run, list what would be reset and change nothing. Exit 1 when any id was refused.
     """
     async with session(settings) as conn:
+        more = False
         if ids is None:
             assert where is not None
-            ids = [r["id"] for r in await fetch(conn, FAILED, where.generator, where.since, where.reason,
-                                                  where.limit)]
+            selected, more = await _failed_rows(conn, where)
+            ids = [r["id"] for r in selected]
+        note = _more_note(more, where, "reset") if where is not None else ""
         if dry_run:
             rows = records(await fetch(conn, ROWS, list(ids)))
             found = {r["id"] for r in rows}
             rows += [{"id": i, "status": "(not found)"} for i in ids if i not in found]
-            emit(out, as_json, {"dry_run": True, "would_reset": rows},
-                 f"would reset {len(found)} generation(s)" + (f":\n{table(rows, list(ROWS_COLUMNS))}" if rows else ""))
+            emit(out, as_json, {"dry_run": True, "would_reset": rows, **({"more_match": more} if where else {})},
+                 f"would reset {len(found)} generation(s)" + (f":\n{table(rows, list(ROWS_COLUMNS))}" if rows else "")
+                 + note.replace("were reset", "would be reset"))
             return 0 if len(found) == len(ids) else 1
         results = []
         for generation_id in ids:
@@ -180,9 +199,9 @@ async def reset_many(settings: Settings, ids: Sequence[uuid.UUID] | None, where:
                     raise
                 results.append({"id": generation_id, "ok": False, "message": str(exc)})
     refused = [r for r in results if not r["ok"]]
-    emit(out, as_json, {"dry_run": False, "results": results},
+    emit(out, as_json, {"dry_run": False, "results": results, **({"more_match": more} if where else {})},
          "\n".join(str(r["message"]) if r["ok"] else f"{r['id']}: refused: {r['message']}" for r in results)
-         + f"\nreset {len(results) - len(refused)} of {len(results)} generation(s)")
+         + f"\nreset {len(results) - len(refused)} of {len(results)} generation(s)" + note)
     return 1 if refused else 0
 
 

@@ -104,6 +104,25 @@ async def test_failed_lists_with_filters_and_resets_the_set(db_url: str, conn: a
     assert await conn.fetchval("SELECT status FROM generation_history WHERE id = $1", web) == "failed"
 
 
+async def test_a_limit_that_cuts_the_set_says_so(db_url: str, conn: asyncpg.Connection) -> None:
+    """`failed --reset` resets the newest --limit rows (50 by default): when more match, the admin is told,
+    in the table and in JSON (`more_match`), instead of reading "reset 2 of 2" as all of them."""
+    env = cli.env_for(db_url)
+    rows = [await _fail(conn, "generate-website", "retries exhausted", ago=f"{i} hours") for i in range(3)]
+    listed = await cli.run("failed", "--limit", "2", env=env)
+    assert listed.code == 0 and "only the newest 2 were listed" in listed.out
+    assert "more failed generations match" not in (await cli.run("failed", "--limit", "3", env=env)).out
+    dry = json.loads((await cli.run("failed", "--reset", "--dry-run", "--limit", "2", "--json", env=env)).out)
+    assert dry["more_match"] is True and len(dry["would_reset"]) == 2
+    first = await cli.run("failed", "--reset", "--limit", "2", env=env)
+    assert first.code == 0 and "reset 2 of 2 generation(s)" in first.out
+    assert "only the newest 2 were reset" in first.out
+    second = await cli.run("failed", "--reset", "--limit", "2", "--json", env=env)
+    assert json.loads(second.out)["more_match"] is False and len(json.loads(second.out)["results"]) == 1
+    assert await conn.fetchval("SELECT count(*) FROM generation_history WHERE id = ANY($1) AND status = 'pending'",
+                               rows) == 3
+
+
 async def test_reset_of_many_ids_reports_each_and_exits_1_when_one_is_refused(db_url: str,
                                                                               conn: asyncpg.Connection) -> None:
     env = cli.env_for(db_url)
