@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
@@ -22,17 +23,23 @@ SECRET_FIELDS = {"jwt_secret", "jwt_private_key", "service_role_key", "secret_ke
                  "processor_jwks"}
 
 
+def _secret(value: str) -> str:
+    """Which secret is set, told without showing it: compare the fingerprint with
+    `printf %s "$SECRET" | sha256sum | cut -c1-8` where the same secret is configured (a generator, say)."""
+    return f"{redact(value)} ({len(value)} characters, sha256 {hashlib.sha256(value.encode()).hexdigest()[:8]})"
+
+
 def describe_settings(settings: Settings) -> list[tuple[str, str]]:
-    """(name, value) for every setting; secrets as a 6-character prefix, a URL without its password."""
+    """(name, value) for every setting; a secret as its kind, length and fingerprint, a URL without its password."""
     rows = []
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if f.name in SECRET_FIELDS:
             if isinstance(value, dict):
                 shown = f"{len(value.get('keys', []))} key(s)" if f.name.endswith("jwks") else \
-                    ", ".join(f"{k}={redact(str(v))}" for k, v in value.items())
+                    ", ".join(f"{k}={_secret(str(v))}" for k, v in value.items())
             else:
-                shown = redact(str(value)) if value else ""
+                shown = _secret(str(value)) if value else ""
             rows.append((f.name, shown or "(not set)"))
         elif f.name in ("database_url", "functions_url"):
             rows.append((f.name, scrub.redact_url(value) if value else ""))

@@ -27,12 +27,15 @@ _SECRET_VALUE = re.compile(
     r"|sb_(?:secret|publishable)_[A-Za-z0-9_-]+"  # a platform API key
     r"|(?<=://)[^/@\s:]+:[^/@\s]+(?=@))"  # user:password@ in a URL
 )
-PREFIX = 6
+# The only characters of a secret ever shown: a prefix that names its kind and is the same for every key of
+# that kind. Before, the first 6 characters of any secret were kept, which for a random secret (an HS256
+# key, a password) are 6 characters of the secret itself.
+PUBLIC_PREFIXES = ("sb_secret_", "sb_publishable_", "eyJ", "-----BEGIN ")
 
 
 def redact(value: str) -> str:
-    """Keep at most a 6-character prefix of a secret."""
-    return value[:PREFIX] + "…" if len(value) > PREFIX else "…"
+    """A secret as its kind at most (sb_secret_…, eyJ… for a JWT), never characters of its own."""
+    return next((p for p in PUBLIC_PREFIXES if value.startswith(p) and len(value) > len(p)), "") + "…"
 
 
 def _clean(value: str) -> str:

@@ -197,5 +197,5 @@ def redact_url(url: str) -> str:
         user, colon, _ = rest[:at].partition(":")
         if colon:
             rest = f"{user.split('/', 1)[0]}:***{rest[at:]}"
-    rest = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", rest)
+    rest = re.sub(r"(?i)([?&](?:ssl)?password=)[^&#]*", r"\1***", rest)  # sslpassword: the client key's passphrase
     return f"{scheme}://{rest}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
 from pathlib import Path
@@ -110,7 +111,12 @@ async def test_check_reports_each_part(db_url: str, stub: Stub) -> None:
     assert probed.code == 0 and "ok   route generate-website:" in probed.out
     assert len(stub.seen) == 3
     assert "sb_secret_abcdefghijklmnop" not in result.out and "super-secret-jwt" not in result.out
-    assert "secret_keys" in result.out and "default=sb_sec…" in result.out
+    assert "secret_keys" in result.out and "default=sb_secret_… (26 characters, sha256 " in result.out
+    pem = env["PROCESSOR_JWT_PRIVATE_KEY"]
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    assert not any(body[i:i + 8] in result.out for i in range(len(body) - 7))  # not even a prefix of the key
+    fingerprint = hashlib.sha256(pem.strip().encode()).hexdigest()[:8]
+    assert f"jwt_private_key       -----BEGIN … ({len(pem.strip())} characters, sha256 {fingerprint})" in result.out
 
 
 async def test_check_fails_on_an_unreachable_route(db_url: str) -> None:

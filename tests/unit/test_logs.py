@@ -23,8 +23,11 @@ def test_redaction_by_key_and_by_shape() -> None:
     text = json.dumps(out)
     for secret in (DEMO_SECRET_KEY, DEMO_SERVICE_ROLE_JWT, "hunter2", "super-secret-jwt", "abcdefghijkl"):
         assert secret not in text
-    assert out["headers"]["apikey"] == "sb_sec…" and out["headers"]["x-ok"] == "fine"
-    assert out["jwt_secret"] == "super-…" and out["count"] == 3 and out["event"] == "request_refused"
+    assert out["headers"]["apikey"] == "sb_secret_…" and out["headers"]["x-ok"] == "fine"
+    # a secret's own characters never show, not even its first few (they used to: "super-…")
+    assert out["jwt_secret"] == "…" and out["count"] == 3 and out["event"] == "request_refused"
+    assert out["items"][0]["token"] == "…" and out["headers"]["Authorization"] == "…"
+    assert out["note"] == "caller sent [redacted secret key] and [redacted JWT]"  # by shape
 
 
 def test_configured_json_logging_redacts() -> None:

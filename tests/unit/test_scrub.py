@@ -121,3 +121,10 @@ def test_pem_armour_alone_is_not_a_secret() -> None:
     scrub.remember(["-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n"])
     assert scrub.scrub("PRIVATE KEY expected") == "PRIVATE KEY expected"
     assert "GByqGSM" not in scrub.scrub("echo: AgEAMBMGByqGSM49AgEG")
+
+
+def test_the_client_key_passphrase_in_a_database_url_is_hidden() -> None:
+    url = "postgresql://app@db:5432/x?sslmode=verify-full&sslpassword=key-passphrase-9&password=pw-7"
+    shown = scrub.redact_url(url)
+    assert "key-passphrase-9" not in shown and "pw-7" not in shown
+    assert shown == "postgresql://app@db:5432/x?sslmode=verify-full&sslpassword=***&password=***"
