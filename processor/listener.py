@@ -23,6 +23,10 @@ from processor.logs import get_logger
 
 CHANNEL = "genretry"
 LIVE = ("pending", "generating")
+# How long the self-test waits for its ping, one wait per ping: a transaction-mode pooler never delivers it,
+# a slow or busy database delivers it late. Before, one wait of 3 s decided, and a database slower than that at
+# start was reported as a pooler: exit 2, which systemd does not restart.
+SELF_TEST_WAITS_S = (3.0, 6.0, 12.0)
 
 
 def parse_hint(payload: str) -> tuple[bool, float | None]:
@@ -96,13 +100,19 @@ class Listener:
         def on_ping(*_args: Any) -> None:
             arrived.set()
 
+        started = time.monotonic()
         try:
             await self.conn.add_listener(channel, on_ping)
-            await pool.execute("SELECT pg_notify($1, 'ping')", channel)
-            waiters = [asyncio.ensure_future(arrived.wait()), asyncio.ensure_future(self.lost.wait())]
-            await asyncio.wait(waiters, timeout=3.0, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+            for wait_s in SELF_TEST_WAITS_S:
+                await pool.execute("SELECT pg_notify($1, 'ping')", channel)
+                waiters = [asyncio.ensure_future(arrived.wait()), asyncio.ensure_future(self.lost.wait())]
+                await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+                if arrived.is_set() or self.lost.is_set():
+                    break
+                self.log.warning("listen_self_test_waiting", waited_s=round(time.monotonic() - started, 1),
+                                 hint="no notification yet: a transaction-mode pooler never delivers one")
         except db.TRANSIENT_ERRORS as exc:  # the connection went away meanwhile: try again, it says nothing
             await self._close_quietly()
             raise DatabaseError(f"LISTEN self-test interrupted: {type(exc).__name__}") from exc
@@ -111,11 +121,15 @@ class Listener:
             raise DatabaseError("LISTEN self-test interrupted: the connection was lost")
         with contextlib.suppress(*db.TRANSIENT_ERRORS):
             await self.conn.remove_listener(channel, on_ping)
-        if not arrived.is_set():
+        if arrived.is_set():
+            if time.monotonic() - started > SELF_TEST_WAITS_S[0]:
+                self.log.warning("listen_slow", self_test_s=round(time.monotonic() - started, 1))
+        else:
             hint = " (port 6543 is the platform's transaction-mode pooler)" if looks_like_transaction_pooler(
                 self.url) else ""
             raise ListenUnavailable(
-                f"LISTEN receives no notifications on {db.describe_target(self.url)}{hint}: a transaction-mode "
+                f"LISTEN receives no notifications on {db.describe_target(self.url)} within "
+                f"{sum(SELF_TEST_WAITS_S):g} s{hint}: a transaction-mode "
                 "pooler cannot LISTEN. Use a direct or session-mode connection (port 5432), or run with --no-listen"
             )
 
