@@ -66,7 +66,7 @@ class Scheduler:
         self.on_slot_freed: Callable[[], None] = lambda: None
         self.outcomes: Counter[str] = Counter()
         self._per_generator = GeneratorLimits(settings.generator_in_flight)
-        self.pauses = Pauses()
+        self.pauses = Pauses(max_age_s=settings.lease_s)
         self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
         # Our own fault (a key that cannot sign): every claim would fail the same way, so the daemon stops
         # rather than burn rows. run_once() raises it; on_fatal lets the daemon wake up to do so at once.
@@ -88,9 +88,9 @@ class Scheduler:
                 result.capacity_limited = True
                 break
             want = min(self.settings.batch_size, free)
+            claimed_at = time.monotonic()  # before: a pause marked while the claim comes back is after it
             rows = [ClaimedRow.of(r) for r in
                     await self.pool.fetch(CLAIM, self.settings.worker_id, want, self.settings.lease_s)]
-            claimed_at = time.monotonic()
             for row in rows:
                 self._take(row, claimed_at, result)
             if len(rows) < want:
@@ -223,6 +223,8 @@ class Scheduler:
                 return delivery.Outcome(delivery.RELEASED, label="released before sending")
             if self.pauses.since(row.generator, claimed_at):  # paused while this row waited for its slot
                 return delivery.Outcome(delivery.RELEASED, label="released: generator paused")
+            if self._draining:  # shutting down while this row waited for its slot: given back, as ready rows
+                return delivery.Outcome(delivery.RELEASED, label="released at shutdown")
             return await self._send(row, route)
 
     async def _send(self, row: ClaimedRow, url: httpx.URL) -> delivery.Outcome:
@@ -293,6 +295,6 @@ class Scheduler:
             self.pauses.mark(row.generator)
             self._release_ready(lambda r: r.generator == row.generator, "released: generator paused")
         elif rec.circuit == "closed":
-            self.pauses.clear(row.generator)
+            self.pauses.clear(row.generator, claimed_before=claimed_at)
         verdicts.report(rec, row, outcome, metrics=self.metrics, log=self.log, authority=self.authority.mode)
 
