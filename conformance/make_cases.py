@@ -95,6 +95,10 @@ def build() -> None:
     case("scoped token with an empty jti", bearer(scoped(jti="")), ROW, 401, "invalid_scoped_token")
     case("scoped token with a numeric jti", bearer(scoped(jti=7)), ROW, 401, "invalid_scoped_token")
     case("scoped token with a 201-character jti", bearer(scoped(jti="j" * 201)), ROW, 401, "invalid_scoped_token")
+    # characters are code points, as the database counts them: 150 emoji are 300 UTF-16 units in TypeScript
+    case("scoped token with a jti of 150 emoji", bearer(scoped(jti="\U0001F600" * 150)), ROW, allow_scoped())
+    case("scoped token with a jti of 201 emoji", bearer(scoped(jti="\U0001F600" * 201)), ROW, 401,
+         "invalid_scoped_token")
     case("scoped token claiming service_role", bearer(scoped(role="service_role")), ROW, 401, "invalid_scoped_token")
     case("scoped token without sub", bearer(scoped(sub=None)), ROW, 401, "invalid_scoped_token")
     case("scoped token, sub with a trailing newline", bearer(scoped(sub=ALICE + "\n")), ROW, 401,

@@ -8,6 +8,7 @@ generators/typescript/src/authority.ts makes the same decisions; conformance/aut
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import math
@@ -23,6 +24,7 @@ from processor.minting import ISSUER
 from processor.replay import MemoryReplayGuard, ReplayGuard
 
 MAX_LEEWAY_S = 30.0
+REPLAY_CHECK_S = 10.0  # a replay guard that has not answered by then: 503
 MAX_CREDENTIAL_CHARS = 8192
 SECRET_PREFIX = "sb_secret_"
 PUBLISHABLE_PREFIX = "sb_publishable_"
@@ -237,12 +239,17 @@ class Verifier:
 
     @staticmethod
     async def _replay_check(call: Callable[..., bool | Awaitable[bool]], *args: Any) -> bool:
-        """The guard's answer; a guard that fails (its database is down) is a 503, like a failed owner look-up."""
+        """The guard's answer: True or False, within REPLAY_CHECK_S. A guard that fails (its database is down),
+        hangs or answers anything else is a 503, like a failed owner look-up: never a pass."""
         try:
             answer = call(*args)
-            return bool(await answer if inspect.isawaitable(answer) else answer)
+            if inspect.isawaitable(answer):
+                answer = await asyncio.wait_for(answer, REPLAY_CHECK_S)
         except Exception as exc:
             raise _fail(503, "replay_check_failed", "the token's use could not be checked") from exc
+        if answer is not True and answer is not False:
+            raise _fail(503, "replay_check_failed", f"the replay guard answered {type(answer).__name__}, not a bool")
+        return answer
 
 
 def _retry_fields(body: Any) -> tuple[str | None, int | None]:

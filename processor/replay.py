@@ -47,6 +47,10 @@ class MemoryReplayGuard:
         return True
 
 
+# the expiry bounded before to_timestamp, which raises past year 294276 (the database caps it at 2 hours anyway)
+USE_TOKEN = "SELECT genretry.use_token($1::text, to_timestamp(greatest(least($2::float8, 1e10), 0)))"
+
+
 class _FetchVal(Protocol):
     async def fetchval(self, query: str, *args: Any) -> Any: ...
 
@@ -63,5 +67,4 @@ class SqlReplayGuard:
         return bool(await self.db.fetchval("SELECT genretry.token_seen($1::text)", jti))
 
     async def use(self, jti: str, expires_at: float) -> bool:
-        return bool(await self.db.fetchval("SELECT genretry.use_token($1::text, to_timestamp($2::float8))",
-                                           jti, expires_at))
+        return bool(await self.db.fetchval(USE_TOKEN, jti, expires_at))

@@ -2,9 +2,12 @@
 -- database, for generators running several instances (SPEC 6: a jti opens one delivery, once; 409 on reuse).
 -- Called by generators (the kit's SqlReplayGuard, processor.replay.SqlReplayGuard) as genretry_generator.
 --   use_token   records the use; true the first time, false when the jti was used already (atomic: of two
---               concurrent uses, one wins). Kept until the token expires, at most a day: a hostile expiry
---               cannot keep a row for ever. Each call also deletes up to two expired entries, so the table
---               holds about the tokens of the last few minutes without any scheduled clean-up.
+--               concurrent uses, one wins). Kept until the token expires by the caller's clock, but at least
+--               10 minutes by the database's (a verifier whose clock is behind still takes the token for
+--               valid when the database would call it expired: up to 5 minutes of skew are covered, scoped
+--               tokens living 5) and at most 2 hours (the processor's tokens live an hour at most: a hostile
+--               expiry cannot keep a row for ever). Each call also deletes up to two expired entries, so the
+--               table holds about the tokens of the last minutes without any scheduled clean-up.
 --   token_seen  the cheap pre-check before the owner look-up: used and not yet expired.
 CREATE OR REPLACE FUNCTION genretry.use_token(p_jti text, p_expires_at timestamptz)
 RETURNS boolean
@@ -20,7 +23,7 @@ BEGIN
         RAISE EXCEPTION 'genretry.use_token: a jti of 1 to 200 characters and an expiry are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    p_expires_at := least(greatest(p_expires_at, clock), clock + interval '1 day');
+    p_expires_at := least(greatest(p_expires_at, clock + interval '10 minutes'), clock + interval '2 hours');
     DELETE FROM genretry.used_tokens u
     WHERE u.jti IN (SELECT o.jti FROM genretry.used_tokens o WHERE o.expires_at < clock
                     ORDER BY o.expires_at LIMIT 2 FOR UPDATE SKIP LOCKED);

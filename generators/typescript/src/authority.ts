@@ -8,6 +8,7 @@ import type { ReplayGuard } from "./replay.ts";
 
 export const ISSUER = "generation-processor";
 export const MAX_LEEWAY_S = 30;
+export const REPLAY_CHECK_S = 10; // a replay guard that has not answered by then: 503
 export const MAX_CREDENTIAL_CHARS = 8192;
 const UUID_SHAPE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -229,7 +230,9 @@ export class Verifier {
   private async asScoped(claims: JsonObject, retryId: string | null, attempt: number | null): Promise<Principal> {
     const jti = claims["jti"];
     const sub = asUuid(claims["sub"]);
-    if (typeof jti !== "string" || jti.length === 0 || jti.length > 200 || claims["role"] === "service_role" ||
+    // 200 characters (code points, as Python and the database count them), not UTF-16 units
+    if (typeof jti !== "string" || jti.length === 0 || (jti.length > 200 && [...jti].length > 200) ||
+      claims["role"] === "service_role" ||
       sub === null) {
       throw fail(401, "invalid_scoped_token", "scoped token lacks jti or sub, or claims service_role");
     }
@@ -256,13 +259,27 @@ export class Verifier {
       credential: "scoped-jwt" };
   }
 
-  /** The guard's answer; a guard that fails (its database is down) is a 503, like a failed owner look-up. */
+  /**
+   * The guard's answer: true or false, within REPLAY_CHECK_S. A guard that fails (its database is down), hangs or
+   * answers anything else is a 503, like a failed owner look-up: never a pass.
+   */
   private async replayCheck(call: () => boolean | Promise<boolean>): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let answer: unknown;
     try {
-      return await call();
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error("no answer")), REPLAY_CHECK_S * 1000);
+      });
+      answer = await Promise.race([Promise.resolve().then(call), late]);
     } catch {
       throw fail(503, "replay_check_failed", "the token's use could not be checked");
+    } finally {
+      clearTimeout(timer);
     }
+    if (typeof answer !== "boolean") {
+      throw fail(503, "replay_check_failed", `the replay guard answered ${typeof answer}, not a boolean`);
+    }
+    return answer;
   }
 }
 

@@ -52,7 +52,9 @@ export class SqlReplayGuard implements ReplayGuard {
   }
 
   async use(jti: string, expiresAt: number): Promise<boolean> {
-    const rows = await this.query("SELECT genretry.use_token($1::text, to_timestamp($2::float8)) AS fresh",
+    // the expiry bounded before to_timestamp, which raises past year 294276 (the database caps it at 2 hours)
+    const rows = await this.query(
+      "SELECT genretry.use_token($1::text, to_timestamp(greatest(least($2::float8, 1e10), 0))) AS fresh",
       [jti, expiresAt]);
     return rows[0]?.["fresh"] === true;
   }

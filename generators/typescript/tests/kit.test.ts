@@ -1,7 +1,7 @@
 // The kit's own pieces: configuration from the names the platform allows, and the request handler.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, createHandler, keysFromEnv, MAX_BODY_BYTES, Verifier } from "../src/index.ts";
+import { AuthorityError, ConfigError, createHandler, ISSUER, keysFromEnv, MAX_BODY_BYTES, Verifier } from "../src/index.ts";
 import type { Principal } from "../src/index.ts";
 
 const SECRET = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz";
@@ -98,4 +98,22 @@ test("authorize(): an owner look-up through a REST API answering 503 is 503, nev
   }
   assert.deepEqual(outcomes, [503, 404, OWNER]);
   assert.equal(seen[0], `https://ref.supabase.co/rest/v1/generation_history?id=eq.${ROW}&select=user_id ${SECRET}`);
+});
+
+test("a replay guard that answers no boolean, or rejects, is 503 replay_check_failed: never a pass", async () => {
+  const { SignJWT } = await import("jose");
+  const secret = "p".repeat(40);
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ iss: ISSUER, role: "generation_retry", aud: "generate-website", sub: OWNER,
+    retry_history_id: ROW, attempt: 1, iat: now, exp: now + 300, jti: "j-1" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(secret));
+  const answers: Array<() => unknown> = [() => "false", () => 0, () => null, () => ({ fresh: false }),
+    () => Promise.reject(new Error("database down"))];
+  for (const answer of answers) {
+    const replay = { seen: () => false, use: () => answer() as boolean };
+    const verifier = await Verifier.create("generate-website", { processorSecret: secret }, async () => OWNER,
+      { replay });
+    await assert.rejects(verifier.verify({ authorization: `Bearer ${token}` }, { retryHistoryId: ROW, retryAttempt: 1 }),
+      (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "replay_check_failed");
+  }
 });
