@@ -24,7 +24,7 @@ from processor.minting import ISSUER
 from processor.replay import MemoryReplayGuard, ReplayGuard
 
 MAX_LEEWAY_S = 30.0
-REPLAY_CHECK_S = 10.0  # a replay guard that has not answered by then: 503
+CHECK_TIMEOUT_S = 10.0  # an owner look-up or a replay guard that has not answered by then: 503
 MAX_CREDENTIAL_CHARS = 8192
 SECRET_PREFIX = "sb_secret_"
 PUBLISHABLE_PREFIX = "sb_publishable_"
@@ -87,11 +87,12 @@ class Verifier:
     """Decides for one generator. Build once; verify() per request."""
 
     def __init__(self, generator: str, keys: Keys, owner_of: OwnerLookup, *, leeway_s: float = MAX_LEEWAY_S,
-                 clock: Callable[[], float] = time.time, replay: ReplayGuard | None = None) -> None:
+                 clock: Callable[[], float] = time.time, replay: ReplayGuard | None = None,
+                 check_timeout_s: float = CHECK_TIMEOUT_S) -> None:
         if leeway_s > MAX_LEEWAY_S:
             raise ValueError(f"leeway is at most {MAX_LEEWAY_S:g} s")
         self.generator, self.keys, self.owner_of = generator, keys, owner_of
-        self.leeway_s, self.clock = leeway_s, clock
+        self.leeway_s, self.clock, self.check_timeout_s = leeway_s, clock, check_timeout_s
         self.replay = replay if replay is not None else MemoryReplayGuard(clock=clock)
         self._service_keys = [k.encode() for k in keys.service_keys()]
         self._platform_keys = load_jwks(keys.jwks)
@@ -201,8 +202,8 @@ class Verifier:
             raise _fail(401, "token_not_yet_valid", "token is not valid yet")
 
     async def _owner(self, retry_id: str) -> str | None:
-        try:
-            owner = await self.owner_of(retry_id)
+        try:  # within check_timeout_s: a hung REST API must not hold the request until the processor gives up
+            owner = await asyncio.wait_for(self.owner_of(retry_id), self.check_timeout_s)
         except Exception as exc:  # the database or the REST API is down: retry later, never "not found"
             raise _fail(503, "owner_lookup_failed", "the generation's owner could not be looked up") from exc
         return None if owner is None else str(owner).lower()
@@ -237,14 +238,13 @@ class Verifier:
             raise _fail(409, "token_replayed", "this token was already used")
         return Principal(owner, "scoped-jwt", retry_id, int(token_attempt), "scoped-jwt")
 
-    @staticmethod
-    async def _replay_check(call: Callable[..., bool | Awaitable[bool]], *args: Any) -> bool:
-        """The guard's answer: True or False, within REPLAY_CHECK_S. A guard that fails (its database is down),
+    async def _replay_check(self, call: Callable[..., bool | Awaitable[bool]], *args: Any) -> bool:
+        """The guard's answer: True or False, within check_timeout_s. A guard that fails (its database is down),
         hangs or answers anything else is a 503, like a failed owner look-up: never a pass."""
         try:
             answer = call(*args)
             if inspect.isawaitable(answer):
-                answer = await asyncio.wait_for(answer, REPLAY_CHECK_S)
+                answer = await asyncio.wait_for(answer, self.check_timeout_s)
         except Exception as exc:
             raise _fail(503, "replay_check_failed", "the token's use could not be checked") from exc
         if answer is not True and answer is not False:

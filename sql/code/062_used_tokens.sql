@@ -14,6 +14,9 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- the same jti held by another open transaction is waited for 5 s at most (lock_not_available, a 503 for the
+-- verifier), so a stuck transaction cannot keep generators' connections waiting
+SET lock_timeout = '5s'
 AS $$
 DECLARE
     clock timestamptz := clock_timestamp();

@@ -100,6 +100,18 @@ async def test_a_locked_expired_entry_does_not_stall_other_uses(conn: asyncpg.Co
         await admin.close()
 
 
+async def test_a_jti_held_by_a_stuck_transaction_is_waited_for_5_s_at_most(conn: asyncpg.Connection,
+                                                                            db_url: str) -> None:
+    holder = await asyncpg.connect(db_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("INSERT INTO genretry.used_tokens VALUES ('stuck', now() + interval '1 hour')")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await asyncio.wait_for(_use(conn, "stuck"), 30)
+    finally:
+        await holder.close()
+
+
 async def test_a_temp_table_of_the_same_name_changes_nothing(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         await conn.execute("SET LOCAL ROLE genretry_generator")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -303,3 +304,15 @@ def test_the_platforms_jwt_secret_is_refused_as_the_processors() -> None:
         Settings.from_env(env, need=("database", "dispatch"))
     assert [p.split(":")[0] for p in info.value.problems] == ["PROCESSOR_JWT_SECRET"]
     assert DEMO_JWT_SECRET not in str(info.value)
+
+
+async def test_an_owner_look_up_that_never_answers_is_a_503_not_a_hang() -> None:
+    """A REST API that accepts the connection and never answers: 503 within check_timeout_s, so the generator
+    answers before the processor's response time-out (which would count the attempt)."""
+    async def hangs(_retry_id: str) -> str | None:
+        await asyncio.sleep(3600)
+        return None
+
+    v = Verifier(GENERATOR, verifier().keys, hangs, check_timeout_s=0.2)
+    err = await asyncio.wait_for(refused({"apikey": DEMO_SECRET_KEY}, {"retryHistoryId": ALICE_ROW}, v), 10)
+    assert (err.status, err.code) == (503, "owner_lookup_failed")

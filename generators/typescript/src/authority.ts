@@ -8,7 +8,7 @@ import type { ReplayGuard } from "./replay.ts";
 
 export const ISSUER = "generation-processor";
 export const MAX_LEEWAY_S = 30;
-export const REPLAY_CHECK_S = 10; // a replay guard that has not answered by then: 503
+export const CHECK_TIMEOUT_S = 10; // an owner look-up or a replay guard that has not answered by then: 503
 export const MAX_CREDENTIAL_CHARS = 8192;
 const UUID_SHAPE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -49,6 +49,7 @@ export interface VerifierOptions {
   leewayS?: number;
   clock?: () => number; // seconds since the epoch
   replay?: ReplayGuard;
+  checkTimeoutS?: number; // owner look-up and replay guard, each (default CHECK_TIMEOUT_S)
 }
 
 export type Headers_ = Headers | Record<string, string>;
@@ -68,6 +69,7 @@ export class Verifier {
   readonly replay: ReplayGuard;
   private readonly leewayS: number;
   private readonly clock: () => number;
+  private readonly checkTimeoutS: number;
   private readonly serviceKeys: Uint8Array[];
 
   private constructor(
@@ -82,6 +84,7 @@ export class Verifier {
     if (this.leewayS > MAX_LEEWAY_S) throw new RangeError(`leeway is at most ${MAX_LEEWAY_S} s`);
     this.clock = options.clock ?? (() => Date.now() / 1000);
     this.replay = options.replay ?? new MemoryReplayGuard({ clock: this.clock });
+    this.checkTimeoutS = options.checkTimeoutS ?? CHECK_TIMEOUT_S;
     const all = [...Object.values(keys.secretKeys ?? {}), keys.serviceRoleKey ?? ""];
     this.serviceKeys = all.filter((k) => k).map((k) => encoder.encode(k));
   }
@@ -211,8 +214,8 @@ export class Verifier {
 
   private async owner(retryId: string): Promise<string | null> {
     let owner: string | null;
-    try {
-      owner = await this.ownerOf(retryId);
+    try { // within checkTimeoutS: a hung REST API must not hold the request until the processor gives up
+      owner = await this.withinTimeout(() => this.ownerOf(retryId));
     } catch { // the database or the REST API is down: retry later, never "not found"
       throw fail(503, "owner_lookup_failed", "the generation's owner could not be looked up");
     }
@@ -259,22 +262,29 @@ export class Verifier {
       credential: "scoped-jwt" };
   }
 
+  /** call()'s answer, or a rejection when it has not come within checkTimeoutS. */
+  private async withinTimeout<T>(call: () => T | Promise<T>): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error("no answer")), this.checkTimeoutS * 1000);
+    });
+    try {
+      return await Promise.race([Promise.resolve().then(call), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /**
-   * The guard's answer: true or false, within REPLAY_CHECK_S. A guard that fails (its database is down), hangs or
+   * The guard's answer: true or false, within checkTimeoutS. A guard that fails (its database is down), hangs or
    * answers anything else is a 503, like a failed owner look-up: never a pass.
    */
   private async replayCheck(call: () => boolean | Promise<boolean>): Promise<boolean> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let answer: unknown;
     try {
-      const late = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error("no answer")), REPLAY_CHECK_S * 1000);
-      });
-      answer = await Promise.race([Promise.resolve().then(call), late]);
+      answer = await this.withinTimeout(call);
     } catch {
       throw fail(503, "replay_check_failed", "the token's use could not be checked");
-    } finally {
-      clearTimeout(timer);
     }
     if (typeof answer !== "boolean") {
       throw fail(503, "replay_check_failed", `the replay guard answered ${typeof answer}, not a boolean`);

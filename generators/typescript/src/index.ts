@@ -1,5 +1,5 @@
 // The generator kit: verify what the generation processor sends, then report progress and the result.
-export { AuthorityError, asUuid, credentialKind, ISSUER, MAX_LEEWAY_S, Verifier } from "./authority.ts";
+export { AuthorityError, asUuid, CHECK_TIMEOUT_S, credentialKind, ISSUER, MAX_LEEWAY_S, Verifier } from "./authority.ts";
 export type { Keys, OwnerLookup, Principal, VerifierOptions } from "./authority.ts";
 export { ConfigError, keysFromEnv } from "./config.ts";
 export type { Env } from "./config.ts";

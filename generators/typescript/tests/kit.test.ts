@@ -117,3 +117,21 @@ test("a replay guard that answers no boolean, or rejects, is 503 replay_check_fa
       (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "replay_check_failed");
   }
 });
+
+test("an owner look-up or a replay guard that never answers is 503 within checkTimeoutS, not a hang", async () => {
+  const { SignJWT } = await import("jose");
+  const secret = "p".repeat(40);
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ iss: ISSUER, role: "generation_retry", aud: "generate-website", sub: OWNER,
+    retry_history_id: ROW, attempt: 1, iat: now, exp: now + 300, jti: "j-2" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(secret));
+  const never = () => new Promise<never>(() => {});
+  const hungOwner = await Verifier.create("generate-website", { secretKeys: { default: SECRET } }, never,
+    { checkTimeoutS: 0.2 });
+  await assert.rejects(hungOwner.verify({ apikey: SECRET }, { retryHistoryId: ROW }),
+    (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "owner_lookup_failed");
+  const hungGuard = await Verifier.create("generate-website", { processorSecret: secret }, async () => OWNER,
+    { checkTimeoutS: 0.2, replay: { seen: () => false, use: never } });
+  await assert.rejects(hungGuard.verify({ authorization: `Bearer ${token}` }, { retryHistoryId: ROW, retryAttempt: 1 }),
+    (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "replay_check_failed");
+});
