@@ -10,12 +10,14 @@ own transport.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 from httpx_aiohttp import AiohttpTransport
 
 from processor import __version__
@@ -44,6 +46,25 @@ class Client(httpx.AsyncClient):
     async def post_whole(self, url: str | httpx.URL, headers: Mapping[str, str], body: bytes) -> httpx.Response:
         """POST a JSON body through the transport itself: a streamed response, to be closed by the caller."""
         return await self.whole_transport.handle_async_request(self.whole_request(url, headers, body))
+
+    async def preconnect(self, url: httpx.URL, timeout_s: float) -> bool:
+        """Open one keep-alive connection to the URL's origin and leave it in the transport's pool, sending
+        nothing (TCP, and TLS for https): the first delivery after a start then pays no handshake. False when
+        the transport is not httpx-aiohttp's. The connection closes after the keep-alive expiry if unused."""
+        transport = self.whole_transport
+        if not isinstance(transport, AiohttpTransport):
+            return False
+        if not isinstance(transport.client, aiohttp.ClientSession):
+            transport.client = transport.get_client()  # what its first request would do
+        session = transport.client
+        if session.connector is None:
+            return False
+        # the same connection key as a delivery's request: origin, TLS on https, no proxy (aiohttp's
+        # documented BaseConnector.connect, which a request itself calls)
+        request = aiohttp.ClientRequest("POST", yarl.URL(str(url)), loop=asyncio.get_running_loop())
+        connection = await session.connector.connect(request, [], aiohttp.ClientTimeout(total=timeout_s))
+        connection.release()
+        return True
 
 
 class _NoCookies(CookieJar):
