@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from processor import migrate
-from tests.support.pg import DAEMON_PASSWORD, DAEMON_ROLE, server, with_database
+from tests.support.pg import DAEMON_PASSWORD, DAEMON_ROLE, as_daemon, server, with_database
 
 pytest_plugins = ("tests.support.http",)
 
@@ -105,5 +105,13 @@ async def empty_db_url(pg_admin_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(db_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def daemon(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The same database as the daemon's login role (only genretry_processor)."""
+    connection = await asyncpg.connect(as_daemon(db_url))
     yield connection
     await connection.close()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from tests.support.factories import make_generation, row
-from tests.support.pg import as_daemon
+from tests.support.pg import as_daemon, as_role
 
 pytestmark = pytest.mark.hostile
 CLOCKS = [None, "infinity", "-infinity", "4713-01-01 BC", "294276-12-31", "2100-01-01", "1970-01-01"]
@@ -21,19 +20,6 @@ LEASE_OK = "SELECT lease_until <= clock_timestamp() + interval '1 hour 1 minute'
 CLAIM = "SELECT * FROM genretry.claim('d1', 10, $1::text::interval, $2::text::timestamptz)"
 # compares as 1 hour (a month is 30 days, a day 24 hours), adds as 524 days: 100 years are 36524 days
 WIDE_LEASE = "100 years -863999 hours"
-
-
-@pytest.fixture
-async def daemon(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(as_daemon(db_url))
-    yield connection
-    await connection.close()
-
-
-async def _as(conn: asyncpg.Connection, role: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL ROLE {role}")
-        return list(await conn.fetch(sql, *args))
 
 
 async def _last_event_age(conn: asyncpg.Connection, row_id: object) -> timedelta:
@@ -107,7 +93,7 @@ async def test_next_wakeup_ignores_a_non_owner_s_clock(conn: asyncpg.Connection,
     assert await conn.fetchval("SELECT genretry.next_wakeup('2100-01-01')") != owner  # the owner's clock counts
     for clock in CLOCKS:
         assert await daemon.fetchval("SELECT genretry.next_wakeup($1::text::timestamptz)", clock) == owner, clock
-        admin = await _as(conn, "genretry_admin", "SELECT genretry.next_wakeup($1::text::timestamptz)", clock)
+        admin = await as_role(conn, "genretry_admin", "SELECT genretry.next_wakeup($1::text::timestamptz)", clock)
         assert admin[0][0] == owner, clock
 
 
@@ -168,8 +154,8 @@ async def test_a_member_of_a_non_superuser_owner_is_the_owner_and_nobody_else(co
                        f"CREATE ROLE {out} NOLOGIN IN ROLE genretry_processor; ALTER SCHEMA genretry OWNER TO {own}")
     try:
         mine, theirs = await make_generation(conn, due=True), await make_generation(conn, due=True)
-        await _as(conn, member, "SELECT * FROM genretry.claim('m', 1, '3 hours')")
-        await _as(conn, out, "SELECT * FROM genretry.claim('o', 1, '3 hours', '2100-01-01')")
+        await as_role(conn, member, "SELECT * FROM genretry.claim('m', 1, '3 hours')")
+        await as_role(conn, out, "SELECT * FROM genretry.claim('o', 1, '3 hours', '2100-01-01')")
         leases = {r["id"]: r["lease_until"] - r["now"] for r in await conn.fetch(
             "SELECT id, lease_until, now() FROM generation_history WHERE id = ANY($1::uuid[])", [mine, theirs])}
         assert leases[mine] > timedelta(hours=2, minutes=50)  # the member keeps its lease
@@ -206,32 +192,32 @@ async def test_temp_objects_and_a_hostile_search_path_change_nothing(conn: async
 
 async def test_direct_calls_as_each_role(conn: asyncpg.Connection, daemon: asyncpg.Connection) -> None:
     for role in ("genretry_admin",):
-        assert (await _as(conn, role, "SELECT genretry.caller_is_owner()"))[0][0] is False
+        assert (await as_role(conn, role, "SELECT genretry.caller_is_owner()"))[0][0] is False
         for clock in CLOCKS:
-            got = await _as(conn, role, "SELECT clock_timestamp() - genretry.caller_clock($1::text::timestamptz)",
+            got = await as_role(conn, role, "SELECT clock_timestamp() - genretry.caller_clock($1::text::timestamptz)",
                             clock)
             assert abs(got[0][0]) < timedelta(seconds=5), (role, clock)
     for sql in ("SELECT genretry.caller_is_owner()", "SELECT genretry.caller_clock('2100-01-01')"):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await daemon.fetchval(sql)
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await _as(conn, "genretry_generator", sql)
+            await as_role(conn, "genretry_generator", sql)
 
 
 async def test_generators_and_admins_still_behave_under_hostile_clocks(conn: asyncpg.Connection) -> None:
     for clock in CLOCKS:
         gen = await make_generation(conn, age=timedelta(minutes=5))
-        assert (await _as(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, $2::text::timestamptz)",
+        assert (await as_role(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, $2::text::timestamptz)",
                           gen, clock))[0][0], clock
         assert await conn.fetchval("SELECT abs(extract(epoch FROM heartbeat_at - now())) < 60 "
                                    "FROM generation_history WHERE id = $1", gen), clock
-        await _as(conn, "genretry_generator",
+        await as_role(conn, "genretry_generator",
                   "SELECT genretry.finish($1, 0, 'failed', 'x', $2::text::timestamptz)", gen, clock)
         assert abs(await _last_event_age(conn, gen)) < timedelta(minutes=1), clock
         for call in ("genretry.reset($1, false, $2::text::timestamptz)",
                      "genretry.retry_now($1, false, $2::text::timestamptz)",
                      "genretry.give_up($1, 'no', false, $2::text::timestamptz)"):
-            await _as(conn, "genretry_admin", f"SELECT {call}", gen, clock)
+            await as_role(conn, "genretry_admin", f"SELECT {call}", gen, clock)
             assert abs(await _last_event_age(conn, gen)) < timedelta(minutes=1), (call, clock)
             assert await conn.fetchval("SELECT coalesce(deadline_at <= now() + interval '8 minutes', true) "
                                        "FROM generation_history WHERE id = $1", gen), (call, clock)

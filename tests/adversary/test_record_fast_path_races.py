@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support.factories import make_generation, one, row
-from tests.support.pg import DAEMON_ROLE, as_daemon
+from tests.support.pg import DAEMON_ROLE
 from tests.support.record_twins import CALLS, CLAIM, COLUMNS, GEN, RECORD_MANY, T, claimed, element
 
 pytestmark = pytest.mark.hostile
@@ -20,13 +20,6 @@ pytestmark = pytest.mark.hostile
 @pytest.fixture
 async def admin(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(db_url)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def daemon(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(as_daemon(db_url))
     yield connection
     await connection.close()
 

@@ -4,7 +4,6 @@ of at most genretry.max_lease(). Tests that need a clock keep it by running as t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
@@ -12,23 +11,10 @@ import pytest
 
 from processor.contracts import CLAIM, NEXT
 from tests.support.factories import make_generation, row
-from tests.support.pg import as_daemon
+from tests.support.pg import as_role
 
 pytestmark = pytest.mark.hostile
 OWNER_CALLS = "SELECT pg_stat_get_xact_function_calls('genretry.caller_is_owner'::regproc)"
-
-
-@pytest.fixture
-async def daemon(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(as_daemon(db_url))
-    yield connection
-    await connection.close()
-
-
-async def _as(conn: asyncpg.Connection, role: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL ROLE {role}")
-        return list(await conn.fetch(sql, *args))
 
 
 async def _event_age(conn: asyncpg.Connection, row_id: object, event: str) -> timedelta:
@@ -77,20 +63,20 @@ async def test_the_daemon_s_wake_up_is_on_the_server_clock(conn: asyncpg.Connect
 
 async def test_a_generator_cannot_push_a_deadline_to_infinity(conn: asyncpg.Connection) -> None:
     row_id = await make_generation(conn, age=timedelta(minutes=5))
-    assert (await _as(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, 'infinity')", row_id))[0][0]
+    assert (await as_role(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, 'infinity')", row_id))[0][0]
     assert await conn.fetchval(
         """SELECT heartbeat_at <= now() + interval '1 minute' AND deadline_at <= now() + interval '8 minutes'
            FROM generation_history WHERE id = $1""", row_id)
-    await _as(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, '2100-01-01')", row_id)
+    await as_role(conn, "genretry_generator", "SELECT genretry.heartbeat($1, 0, '2100-01-01')", row_id)
     assert await conn.fetchval(
         "SELECT deadline_at <= now() + interval '8 minutes' FROM generation_history WHERE id = $1", row_id)
-    await _as(conn, "genretry_generator", "SELECT genretry.finish($1, 0, 'completed', NULL, '2021-01-01')", row_id)
+    await as_role(conn, "genretry_generator", "SELECT genretry.finish($1, 0, 'completed', NULL, '2021-01-01')", row_id)
     assert abs(await _event_age(conn, row_id, "finished")) < timedelta(minutes=1)
 
 
 async def test_an_admin_gets_the_server_clock_too(conn: asyncpg.Connection) -> None:
     row_id = await make_generation(conn)
-    await _as(conn, "genretry_admin", "SELECT genretry.retry_now($1, false, 'infinity')", row_id)
+    await as_role(conn, "genretry_admin", "SELECT genretry.retry_now($1, false, 'infinity')", row_id)
     assert await conn.fetchval("SELECT deadline_at <= now() FROM generation_history WHERE id = $1", row_id)
     assert abs(await _event_age(conn, row_id, "retry_now")) < timedelta(minutes=1)
 

@@ -15,7 +15,6 @@ import asyncpg
 import pytest
 
 from tests.support.factories import make_generation, one, row
-from tests.support.pg import as_daemon
 
 pytestmark = pytest.mark.hostile
 
@@ -60,13 +59,6 @@ async def hostile_row(conn: asyncpg.Connection, assignments: str) -> uuid.UUID:
     async with triggers_off(conn):
         await conn.execute(f"UPDATE generation_history SET {assignments} WHERE id = $1", row_id)
     return row_id
-
-
-@pytest.fixture
-async def daemon(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(as_daemon(db_url))
-    yield connection
-    await connection.close()
 
 
 async def stuck_ids(conn: asyncpg.Connection) -> set[uuid.UUID]:

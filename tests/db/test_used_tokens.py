@@ -16,6 +16,7 @@ from processor.authority import AuthorityError, Keys, Verifier
 from processor.credentials import Delivery, Minter
 from processor.replay import SqlReplayGuard
 from tests.support.factories import make_generation
+from tests.support.pg import as_role
 
 pytestmark = pytest.mark.hostile
 USE = "SELECT genretry.use_token($1::text, $2::text::timestamptz)"
@@ -23,49 +24,43 @@ SECRET = "s" * 40  # the processor's HS256 secret in these tests
 GEN = "generate-website"
 
 
-async def _as(conn: asyncpg.Connection, role: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL ROLE {role}")
-        return list(await conn.fetch(sql, *args))
-
-
 async def _use(conn: asyncpg.Connection, jti: str, ahead: timedelta = timedelta(minutes=5)) -> bool:
-    rows = await _as(conn, "genretry_generator", "SELECT genretry.use_token($1, now() + $2::interval)", jti, ahead)
+    rows = await as_role(conn, "genretry_generator", "SELECT genretry.use_token($1, now() + $2::interval)", jti, ahead)
     return bool(rows[0][0])
 
 
 async def test_a_jti_is_used_once_and_seen_afterwards(conn: asyncpg.Connection) -> None:
-    assert (await _as(conn, "genretry_generator", "SELECT genretry.token_seen('j1')"))[0][0] is False
+    assert (await as_role(conn, "genretry_generator", "SELECT genretry.token_seen('j1')"))[0][0] is False
     assert await _use(conn, "j1") is True
     assert await _use(conn, "j1") is False
-    assert (await _as(conn, "genretry_generator", "SELECT genretry.token_seen('j1')"))[0][0] is True
+    assert (await as_role(conn, "genretry_generator", "SELECT genretry.token_seen('j1')"))[0][0] is True
 
 
 @pytest.mark.parametrize("role", ["genretry_processor", "genretry_admin"])
 async def test_only_generators_call_it(conn: asyncpg.Connection, role: str) -> None:
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await _as(conn, role, "SELECT genretry.use_token('j', now())")
+        await as_role(conn, role, "SELECT genretry.use_token('j', now())")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await _as(conn, "genretry_generator", "SELECT * FROM genretry.used_tokens")  # only through the functions
+        await as_role(conn, "genretry_generator", "SELECT * FROM genretry.used_tokens")  # only through the functions
 
 
 @pytest.mark.parametrize("jti", [None, "", "j" * 201])
 async def test_a_hostile_jti_is_refused_with_a_clear_error(conn: asyncpg.Connection, jti: str | None) -> None:
     with pytest.raises(asyncpg.InvalidParameterValueError, match="1 to 200 characters"):
-        await _as(conn, "genretry_generator", USE, jti, None if jti is None else "2100-01-01")
+        await as_role(conn, "genretry_generator", USE, jti, None if jti is None else "2100-01-01")
 
 
 async def test_an_entry_lives_10_minutes_to_2_hours_whatever_the_expiry(conn: asyncpg.Connection) -> None:
     """At most 2 hours (a hostile expiry cannot keep a row for ever); at least 10 minutes by the database's
     clock, so a verifier whose clock is behind cannot find its token expired in the table but valid itself."""
     for jti, at in (("far", "infinity"), ("year", "2999-01-01"), ("past", "-infinity"), ("now", "now")):
-        await _as(conn, "genretry_generator", USE, jti, at)
+        await as_role(conn, "genretry_generator", USE, jti, at)
     kept = {r["jti"]: r["left"] for r in await conn.fetch(
         "SELECT jti, expires_at - now() AS left FROM genretry.used_tokens")}
     assert kept["far"] <= timedelta(hours=2, minutes=1) and kept["year"] <= timedelta(hours=2, minutes=1)
     for jti in ("past", "now"):
         assert timedelta(minutes=9) < kept[jti] <= timedelta(minutes=10, seconds=5), jti
-    assert (await _as(conn, "genretry_generator", "SELECT genretry.token_seen('now')"))[0][0] is True
+    assert (await as_role(conn, "genretry_generator", "SELECT genretry.token_seen('now')"))[0][0] is True
 
 
 async def test_each_use_prunes_expired_entries_and_an_expired_jti_is_taken_over(conn: asyncpg.Connection) -> None:

@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+
 
 def with_database(url: str, name: str) -> str:
     """The same server URL, pointing at another database (query string such as ?host= kept)."""
@@ -21,6 +23,13 @@ def with_database(url: str, name: str) -> str:
 
 
 DAEMON_ROLE, DAEMON_PASSWORD = "genretry_test_daemon", "genretry-test-daemon"
+
+
+async def as_role(conn: asyncpg.Connection, role: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Run one statement as `role` (SET LOCAL ROLE, in its own transaction) and return its rows."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {role}")
+        return list(await conn.fetch(sql, *args))
 
 
 def as_daemon(url: str) -> str:
