@@ -13,12 +13,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from processor import db, delivery
 from processor.pauses import MAX_NAMES, Pauses
 from processor.scheduler import Scheduler
 from tests.support.factories import make_generation
-from tests.support.http import Stub, answer, answer_after, settings_for, wait_until
-from tests.support.pg import as_daemon
+from tests.support.http import Stub, answer, answer_after, scheduler_on, wait_until
 
 pytestmark = pytest.mark.hostile
 GEN, OTHER = "generate-website", "generate-logo"
@@ -28,15 +26,10 @@ PAUSED = "released: generator paused"
 @pytest.fixture
 async def one_per_generator(db_url: str, stub: Stub) -> AsyncIterator[Scheduler]:
     """Eight slots in all, one per generator, no claiming ahead: rows of one generator wait for its slot."""
-    settings = settings_for(db_url, stub.url, PROCESSOR_MAX_IN_FLIGHT="8", PROCESSOR_GENERATOR_IN_FLIGHT="1",
-                            PROCESSOR_BATCH_SIZE="10")
-    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=4)
-    client = delivery.make_client(max_connections=8, connect_timeout_s=1, response_timeout_s=5)
-    scheduler = Scheduler(pool, client, settings, claim_ahead=0)
-    yield scheduler
-    await scheduler.drain(20)
-    await client.aclose()
-    await pool.close()
+    async with scheduler_on(db_url, stub.url, claim_ahead=0, max_connections=8, drain_s=20,
+                            PROCESSOR_MAX_IN_FLIGHT="8", PROCESSOR_GENERATOR_IN_FLIGHT="1",
+                            PROCESSOR_BATCH_SIZE="10") as scheduler:
+        yield scheduler
 
 
 async def _released(conn: asyncpg.Connection) -> list[asyncpg.Record]:

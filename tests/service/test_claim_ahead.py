@@ -11,23 +11,16 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from processor import db, delivery
 from processor.scheduler import Scheduler
 from tests.support.factories import make_generation
-from tests.support.http import Stub, answer, answer_after, settings_for, wait_until
-from tests.support.pg import as_daemon
+from tests.support.http import Stub, answer, answer_after, scheduler_on, settings_for, wait_until
 
 
 @pytest.fixture
 async def two_slots(db_url: str, stub: Stub) -> AsyncIterator[Scheduler]:
-    settings = settings_for(db_url, stub.url, PROCESSOR_MAX_IN_FLIGHT="2", PROCESSOR_BATCH_SIZE="10")
-    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=4)
-    client = delivery.make_client(max_connections=2, connect_timeout_s=1, response_timeout_s=5)
-    scheduler = Scheduler(pool, client, settings, claim_ahead=2)
-    yield scheduler
-    await scheduler.drain(10)
-    await client.aclose()
-    await pool.close()
+    async with scheduler_on(db_url, stub.url, claim_ahead=2, max_connections=2, PROCESSOR_MAX_IN_FLIGHT="2",
+                            PROCESSOR_BATCH_SIZE="10") as scheduler:
+        yield scheduler
 
 
 async def _events(conn: asyncpg.Connection, event: str) -> list[asyncpg.Record]:

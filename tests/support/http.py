@@ -15,8 +15,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from processor import db, delivery
 from processor.config import Settings
 from processor.daemon import Daemon
+from processor.scheduler import Scheduler
 from tests.support.keys import processor_env
 from tests.support.pg import as_daemon
 
@@ -129,6 +131,21 @@ def settings_for(db_url: str, functions_url: str, **extra: str) -> Settings:
         **extra,
     }
     return Settings.from_env(env, need=("database", "dispatch"))
+
+
+@contextlib.asynccontextmanager
+async def scheduler_on(db_url: str, stub_url: str, *, claim_ahead: int, max_connections: int,
+                       drain_s: float = 10, **env: str) -> AsyncIterator[Scheduler]:
+    """A Scheduler of its own (the daemon's role, its own pool and client) for service tests; drained after."""
+    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=4)
+    client = delivery.make_client(max_connections=max_connections, connect_timeout_s=1, response_timeout_s=5)
+    scheduler = Scheduler(pool, client, settings_for(db_url, stub_url, **env), claim_ahead=claim_ahead)
+    try:
+        yield scheduler
+    finally:
+        await scheduler.drain(drain_s)
+        await client.aclose()
+        await pool.close()
 
 
 @dataclass
