@@ -100,18 +100,24 @@ test("authorize(): an owner look-up through a REST API answering 503 is 503, nev
   assert.equal(seen[0], `https://ref.supabase.co/rest/v1/generation_history?id=eq.${ROW}&select=user_id ${SECRET}`);
 });
 
-test("a replay guard that answers no boolean, or rejects, is 503 replay_check_failed: never a pass", async () => {
+const PROCESSOR_SECRET = "p".repeat(40);
+
+/** A scoped token for ROW, attempt 1, signed HS256 with PROCESSOR_SECRET. */
+async function scopedToken(jti: string): Promise<string> {
   const { SignJWT } = await import("jose");
-  const secret = "p".repeat(40);
   const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ iss: ISSUER, role: "generation_retry", aud: "generate-website", sub: OWNER,
-    retry_history_id: ROW, attempt: 1, iat: now, exp: now + 300, jti: "j-1" })
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(secret));
+  return await new SignJWT({ iss: ISSUER, role: "generation_retry", aud: "generate-website", sub: OWNER,
+    retry_history_id: ROW, attempt: 1, iat: now, exp: now + 300, jti })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(PROCESSOR_SECRET));
+}
+
+test("a replay guard that answers no boolean, or rejects, is 503 replay_check_failed: never a pass", async () => {
+  const token = await scopedToken("j-1");
   const answers: Array<() => unknown> = [() => "false", () => 0, () => null, () => ({ fresh: false }),
     () => Promise.reject(new Error("database down"))];
   for (const answer of answers) {
     const replay = { seen: () => false, use: () => answer() as boolean };
-    const verifier = await Verifier.create("generate-website", { processorSecret: secret }, async () => OWNER,
+    const verifier = await Verifier.create("generate-website", { processorSecret: PROCESSOR_SECRET }, async () => OWNER,
       { replay });
     await assert.rejects(verifier.verify({ authorization: `Bearer ${token}` }, { retryHistoryId: ROW, retryAttempt: 1 }),
       (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "replay_check_failed");
@@ -119,18 +125,13 @@ test("a replay guard that answers no boolean, or rejects, is 503 replay_check_fa
 });
 
 test("an owner look-up or a replay guard that never answers is 503 within checkTimeoutS, not a hang", async () => {
-  const { SignJWT } = await import("jose");
-  const secret = "p".repeat(40);
-  const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ iss: ISSUER, role: "generation_retry", aud: "generate-website", sub: OWNER,
-    retry_history_id: ROW, attempt: 1, iat: now, exp: now + 300, jti: "j-2" })
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(secret));
+  const token = await scopedToken("j-2");
   const never = () => new Promise<never>(() => {});
   const hungOwner = await Verifier.create("generate-website", { secretKeys: { default: SECRET } }, never,
     { checkTimeoutS: 0.2 });
   await assert.rejects(hungOwner.verify({ apikey: SECRET }, { retryHistoryId: ROW }),
     (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "owner_lookup_failed");
-  const hungGuard = await Verifier.create("generate-website", { processorSecret: secret }, async () => OWNER,
+  const hungGuard = await Verifier.create("generate-website", { processorSecret: PROCESSOR_SECRET }, async () => OWNER,
     { checkTimeoutS: 0.2, replay: { seen: () => false, use: never } });
   await assert.rejects(hungGuard.verify({ authorization: `Bearer ${token}` }, { retryHistoryId: ROW, retryAttempt: 1 }),
     (err: unknown) => err instanceof AuthorityError && err.status === 503 && err.code === "replay_check_failed");
