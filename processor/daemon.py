@@ -126,7 +126,7 @@ class Daemon:
                 # no prepared statements without LISTEN: that mode is for transaction poolers
                 timings = await warmup.warm_up(authority=self.scheduler.authority, pool=pool,
                                                generators=[*s.generators, *s.routes],
-                                               statements=[CLAIM, NEXT] if self.listen else [],
+                                               statements=self._hot_statements() if self.listen else [],
                                                route=self.scheduler.urls.get, client=client, metrics=self.metrics)
                 self.log.debug("warmed_up", **{k.replace(" ", "_"): v for k, v in timings.items()})
             if dry_run:
@@ -135,6 +135,7 @@ class Daemon:
             if self.listen:
                 listener = self.listener = Listener(s.database_url, self.hint, self.wake_now,
                                                     probe_interval_s=s.tick_s)
+                listener.warm = lambda conn: warmup.warm_statements(conn, self._hot_statements())
 
                 async def start_listener() -> bool:
                     await listener.start(pool)
@@ -142,6 +143,7 @@ class Daemon:
 
                 if await self._until_up("listener", start_listener, patient) is None:
                     return
+                self.scheduler.lend = listener.lend  # claims ride the connection that was just woken
                 tasks.append(asyncio.create_task(self.listener.run(self.stop), name="listener"))
             tasks.append(retention.start(pool, s.events_retention_s, self.metrics, self.stop))
             if s.metrics_addr:
@@ -158,6 +160,10 @@ class Daemon:
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
             await shut_down(self, tasks, client, pool)
+
+    def _hot_statements(self) -> list[warmup.Statement]:
+        """The statements on the NOTIFY path, with the daemon's own arguments (warm-up runs them rolled back)."""
+        return [(CLAIM, (self.settings.worker_id, 1, self.settings.lease_s)), NEXT]
 
     async def _open_database(self) -> tuple[asyncpg.Pool, int, bool]:
         s = self.settings

@@ -110,6 +110,14 @@ def raised_by_driver(exc: BaseException) -> bool:
     return last is not None and last.tb_frame.f_code.co_filename.startswith(_ASYNCPG_DIR)
 
 
+def driver_failure(exc: BaseException) -> DatabaseError | None:
+    """A failure inside the driver that is none of the transient errors (an asyncpg bug, a protocol state it
+    did not expect), as the DatabaseError the daemon backs off from; None for anything else."""
+    if not isinstance(exc, TRANSIENT_ERRORS) and isinstance(exc, Exception) and raised_by_driver(exc):
+        return DatabaseError(f"database driver failed: {type(exc).__name__}: {_reason(exc)}")
+    return None
+
+
 def connection_suspect(exc: BaseException) -> bool:
     """Whether the connection that raised exc may be in an unknown state and must not be reused.
 
@@ -139,8 +147,9 @@ class _DiscardingAcquire(PoolAcquireContext):
                 con.terminate()
             if exc is None:
                 raise DatabaseError(f"database connection failed: {_reason(release_error)}") from release_error
-        if exc is not None and not isinstance(exc, TRANSIENT_ERRORS) and raised_by_driver(exc):
-            raise DatabaseError(f"database driver failed: {type(exc).__name__}: {_reason(exc)}") from exc
+        failure = driver_failure(exc) if exc is not None else None
+        if failure is not None:
+            raise failure from exc
 
 
 class Pool(asyncpg.Pool):

@@ -1,5 +1,9 @@
 """LISTEN genretry on a dedicated connection: payloads become wake-up hints; the connection is probed and
 reconnected with capped, jittered backoff. A notification is only a hint: rows in the table decide.
+
+The connection is also lent, one statement at a time, for the daemon's claims (lend()): a claim on it skips
+the pool's acquire and release, and its server process is the one that just sent the notification (0.1 ms
+of the NOTIFY path, docs/design.md). Only while idle and healthy; otherwise claims use the pool.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,6 +79,10 @@ class Listener:
         self.bad_payloads = 0
         self._last_bad_log = 0.0
         self.log = get_logger("listener")
+        self._use = asyncio.Lock()  # one statement at a time on the connection: a lent claim or the probe
+        self.lent = 0  # statements run on the connection for others (lend())
+        # run on each new connection before it is lent (the daemon prepares its claim there); may raise
+        self.warm: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 
     async def start(self, pool: asyncpg.Pool) -> None:
         """Connect, LISTEN, and prove that notifications arrive (they do not through a transaction pooler)."""
@@ -82,15 +90,50 @@ class Listener:
         await self._self_test(pool)
 
     async def _connect(self) -> None:
-        conn = await db.connect(self.url)
+        # the pool's session settings: a lent claim must not wait longer for a lock than a pooled one
+        conn = await db.connect(self.url, command_timeout=db.COMMAND_TIMEOUT_S,
+                                server_settings={"lock_timeout": db.LOCK_TIMEOUT_MS})
         try:
             conn.add_termination_listener(lambda _c: self.lost.set())
             await conn.add_listener(CHANNEL, self._on_notification)
         except db.TRANSIENT_ERRORS as exc:
             conn.terminate()
             raise DatabaseError(f"cannot LISTEN on {db.describe_target(self.url)}: {type(exc).__name__}") from exc
+        if self.warm is not None:
+            try:
+                await self.warm(conn)
+            except Exception as exc:  # a cold connection is slower, not broken; one that failed is not lent
+                self.log.info("listener_warm_up_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                if conn.is_closed() or db.connection_suspect(exc):
+                    conn.terminate()
+                    raise DatabaseError(f"LISTEN connection failed while warming up: {type(exc).__name__}") from exc
         self.conn, self.healthy = conn, True
         self.lost.clear()
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[asyncpg.Connection | None]:
+        """The LISTEN connection for one statement, or None when it is in use, unhealthy or gone (use the pool).
+
+        Notifications wait at the server while the statement runs, and arrive when it ends. An error that
+        leaves the session in doubt (db.connection_suspect: a broken socket, a time-out, a cancellation)
+        makes the listener reconnect, as a lost connection does; its notifications may be lost with it.
+        """
+        conn = self.conn
+        if conn is None or not self.healthy or self.lost.is_set() or self._use.locked() or conn.is_closed():
+            yield None
+            return
+        async with self._use:
+            try:
+                self.lent += 1
+                yield conn
+            except BaseException as exc:
+                if db.connection_suspect(exc):
+                    self.healthy = False
+                    self.lost.set()
+                    failure = db.driver_failure(exc)
+                    if failure is not None:
+                        raise failure from exc
+                raise
 
     async def _self_test(self, pool: asyncpg.Pool) -> None:
         assert self.conn is not None
@@ -169,9 +212,10 @@ class Listener:
     async def _probe(self) -> bool:
         try:
             assert self.conn is not None
-            listening = await asyncio.wait_for(
-                self.conn.fetchval("SELECT $1 = ANY (ARRAY(SELECT pg_listening_channels()))", CHANNEL),
-                self.probe_timeout_s)
+            async with self._use:  # after a lent statement, never beside it (asyncpg runs one at a time)
+                listening = await asyncio.wait_for(
+                    self.conn.fetchval("SELECT $1 = ANY (ARRAY(SELECT pg_listening_channels()))", CHANNEL),
+                    self.probe_timeout_s)
             return bool(listening)
         except Exception:  # whatever it was, this connection cannot be trusted to deliver notifications
             return False

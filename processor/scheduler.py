@@ -9,9 +9,11 @@ a freed slot starts the next one at once. drain() and a generator's pause give t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -64,6 +66,8 @@ class Scheduler:
         # told the new deadline of each recorded row: a backoff the daemon set itself sends no NOTIFY
         self.on_deadline: Callable[[float], None] = lambda _epoch: None
         self.on_slot_freed: Callable[[], None] = lambda: None
+        # a connection for the next claim instead of the pool's, or None (the daemon lends the listener's)
+        self.lend: Callable[[], AbstractAsyncContextManager[asyncpg.Connection | None]] = _nothing_lent
         self.outcomes: Counter[str] = Counter()
         self._per_generator = GeneratorLimits(settings.generator_in_flight)
         self.pauses = Pauses(max_age_s=settings.lease_s)
@@ -89,8 +93,10 @@ class Scheduler:
                 break
             want = min(self.settings.batch_size, free)
             claimed_at = time.monotonic()  # before: a pause marked while the claim comes back is after it
-            rows = [ClaimedRow.of(r) for r in
-                    await self.pool.fetch(CLAIM, self.settings.worker_id, want, self.settings.lease_s)]
+            async with self.lend() as conn:
+                records = await (self.pool if conn is None else conn).fetch(
+                    CLAIM, self.settings.worker_id, want, self.settings.lease_s)
+            rows = [ClaimedRow.of(r) for r in records]
             for row in rows:
                 self._take(row, claimed_at, result)
             if len(rows) < want:
@@ -298,3 +304,7 @@ class Scheduler:
             self.pauses.clear(row.generator, claimed_before=claimed_at)
         verdicts.report(rec, row, outcome, metrics=self.metrics, log=self.log, authority=self.authority.mode)
 
+
+@contextlib.asynccontextmanager
+async def _nothing_lent() -> AsyncIterator[None]:
+    yield None

@@ -2,7 +2,11 @@
 as the hundredth (issue 13). Never fails the start: a step that fails is logged and skipped.
 
 - one credential is built and thrown away (key loading, signing code paths, lazy imports);
-- the daemon's hot statements are prepared on a pooled connection (claim, next deadline);
+- the daemon's hot statements run once on a pooled connection, and on the LISTEN connection that claims are
+  lent (warm_statements), in a transaction that is rolled back: asyncpg keeps each prepared statement for
+  the connection's later calls, and the server compiles and plans the functions they call. (Before 6 Dec
+  2026 they were only prepared: asyncpg does not cache what prepare() returns, so the first claim on a
+  connection parsed and planned it again.);
 - each configured generator's route is resolved and parsed (kept for the deliveries), one request to it is
   built and not sent, and its delivery metrics are created;
 - one keep-alive connection is opened to each generator origin (TCP, and TLS for https), and no request
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -30,8 +34,26 @@ from processor.metrics import Metrics
 
 log = get_logger("warmup")
 
+# A statement and its arguments; a bare string takes none.
+Statement = str | tuple[str, Sequence[Any]]
 
-async def warm_up(*, authority: Authority, pool: Any, generators: list[str], statements: list[str],
+
+async def warm_statements(conn: Any, statements: Sequence[Statement]) -> None:
+    """Run each statement once on conn, in a transaction that is rolled back, so that it changes nothing.
+
+    A claim run this way takes its rows' locks for the moment it lasts; another daemon's claim skips them.
+    """
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        for statement in statements:
+            sql, args = (statement, ()) if isinstance(statement, str) else statement
+            await conn.fetch(sql, *args)
+    finally:
+        await transaction.rollback()
+
+
+async def warm_up(*, authority: Authority, pool: Any, generators: list[str], statements: Sequence[Statement],
                   timeout_s: float = 2.0, route: Callable[[str], httpx.URL | str] | None = None,
                   client: Client | None = None, metrics: Metrics | None = None) -> dict[str, float]:
     """Run the warm-up steps concurrently within timeout_s; returns each step's milliseconds (or -1)."""
@@ -53,8 +75,7 @@ async def warm_up(*, authority: Authority, pool: Any, generators: list[str], sta
 
     async def prepare() -> None:
         async with pool.acquire() as conn:
-            for sql in statements:
-                await conn.prepare(sql)
+            await warm_statements(conn, statements)
 
     origins: dict[tuple[str, str, int | None], httpx.URL] = {}
 
