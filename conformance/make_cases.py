@@ -99,6 +99,12 @@ def build() -> None:
     case("scoped token with a jti of 150 emoji", bearer(scoped(jti="\U0001F600" * 150)), ROW, allow_scoped())
     case("scoped token with a jti of 201 emoji", bearer(scoped(jti="\U0001F600" * 201)), ROW, 401,
          "invalid_scoped_token")
+    # a jti a database column cannot keep (NUL, a lone surrogate) or a control character: refused as malformed,
+    # never handed to the replay guard (whose failure is a 503, "retry later", for a token that never passes)
+    case("scoped token with a NUL in its jti", bearer(scoped(jti="a\x00b")), ROW, 401, "invalid_scoped_token")
+    case("scoped token with a lone surrogate jti", bearer(scoped(jti="\ud800")), ROW, 401, "invalid_scoped_token")
+    case("scoped token with a newline in its jti", bearer(scoped(jti="a\nb")), ROW, 401, "invalid_scoped_token")
+    case("scoped token with a zero-width joiner in its jti", bearer(scoped(jti="a\u200db")), ROW, allow_scoped())
     case("scoped token claiming service_role", bearer(scoped(role="service_role")), ROW, 401, "invalid_scoped_token")
     case("scoped token without sub", bearer(scoped(sub=None)), ROW, 401, "invalid_scoped_token")
     case("scoped token, sub with a trailing newline", bearer(scoped(sub=ALICE + "\n")), ROW, 401,

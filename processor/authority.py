@@ -218,7 +218,7 @@ class Verifier:
 
     async def _as_scoped(self, claims: Mapping[str, Any], retry_id: str | None, attempt: int | None) -> Principal:
         jti, sub = claims.get("jti"), _uuid(claims.get("sub"))
-        if not isinstance(jti, str) or not 0 < len(jti) <= 200 or claims.get("role") == "service_role" or sub is None:
+        if not _is_jti(jti) or claims.get("role") == "service_role" or sub is None:
             raise _fail(401, "invalid_scoped_token", "scoped token lacks jti or sub, or claims service_role")
         if claims.get("aud") != self.generator:
             raise _fail(403, "wrong_audience", f"token is for {str(claims.get('aud'))[:80]!r}, not {self.generator}")
@@ -250,6 +250,16 @@ class Verifier:
         if answer is not True and answer is not False:
             raise _fail(503, "replay_check_failed", f"the replay guard answered {type(answer).__name__}, not a bool")
         return answer
+
+
+# A jti is 1-200 characters of text a database column can keep: no control character (NUL cannot be stored
+# at all) and no lone surrogate (not encodable as UTF-8). Before, such a jti passed here and the SQL replay
+# guard failed on it: a 503 "retry later" for a token that could never pass.
+_NOT_JTI_TEXT = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _is_jti(jti: Any) -> bool:
+    return isinstance(jti, str) and 0 < len(jti) <= 200 and _NOT_JTI_TEXT.search(jti) is None
 
 
 def _retry_fields(body: Any) -> tuple[str | None, int | None]:

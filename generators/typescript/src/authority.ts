@@ -233,9 +233,7 @@ export class Verifier {
   private async asScoped(claims: JsonObject, retryId: string | null, attempt: number | null): Promise<Principal> {
     const jti = claims["jti"];
     const sub = asUuid(claims["sub"]);
-    // 200 characters (code points, as Python and the database count them), not UTF-16 units
-    if (typeof jti !== "string" || jti.length === 0 || (jti.length > 200 && [...jti].length > 200) ||
-      claims["role"] === "service_role" ||
+    if (!isJti(jti) || claims["role"] === "service_role" ||
       sub === null) {
       throw fail(401, "invalid_scoped_token", "scoped token lacks jti or sub, or claims service_role");
     }
@@ -333,4 +331,14 @@ function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = a.length ^ b.length;
   for (let i = 0; i < b.length; i++) diff |= (a[i % Math.max(a.length, 1)] ?? 0) ^ (b[i] ?? 0);
   return diff === 0;
+}
+
+// A jti is 1-200 characters (code points, as Python and the database count them, not UTF-16 units) of text
+// a database column can keep: no control character (NUL cannot be stored) and no lone surrogate (not
+// encodable as UTF-8). Before, such a jti passed here and the SQL replay guard failed: a 503 forever.
+const NOT_JTI_TEXT = /[\u0000-\u001f\u007f]|\p{Cs}/u;
+
+function isJti(jti: unknown): jti is string {
+  return typeof jti === "string" && jti.length > 0 && !(jti.length > 200 && [...jti].length > 200) &&
+    !NOT_JTI_TEXT.test(jti);
 }
