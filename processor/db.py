@@ -125,7 +125,10 @@ def connection_suspect(exc: BaseException) -> bool:
     state error, a broken socket, a time-out, a cancelled call, a shutdown) does not.
     """
     if isinstance(exc, asyncpg.PostgresError):
-        return str(getattr(exc, "sqlstate", "") or "")[:2] in _SESSION_CLASSES
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        # 57014: the server cancelled the statement (statement_timeout, pg_cancel_backend) and said so; the
+        # session goes on. The rest of class 57 ends the session (shutdown, termination).
+        return sqlstate != "57014" and sqlstate[:2] in _SESSION_CLASSES
     return True
 
 

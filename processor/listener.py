@@ -80,6 +80,7 @@ class Listener:
         self._last_bad_log = 0.0
         self.log = get_logger("listener")
         self._use = asyncio.Lock()  # one statement at a time on the connection: a lent claim or the probe
+        self._probe_waits = False  # the probe waits for the connection: lend() gives it nothing meanwhile
         self.lent = 0  # statements run on the connection for others (lend())
         # run on each new connection before it is lent (the daemon prepares its claim there); may raise
         self.warm: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
@@ -96,33 +97,43 @@ class Listener:
         try:
             conn.add_termination_listener(lambda _c: self.lost.set())
             await conn.add_listener(CHANNEL, self._on_notification)
-        except db.TRANSIENT_ERRORS as exc:
+            if self.warm is not None:
+                await self._warm(conn)
+        except BaseException as exc:  # a cancellation (shutdown) included: the new connection is not kept open
             conn.terminate()
-            raise DatabaseError(f"cannot LISTEN on {db.describe_target(self.url)}: {type(exc).__name__}") from exc
-        if self.warm is not None:
-            try:
-                await self.warm(conn)
-            except Exception as exc:  # a cold connection is slower, not broken; one that failed is not lent
-                self.log.info("listener_warm_up_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-                if conn.is_closed() or db.connection_suspect(exc):
-                    conn.terminate()
-                    raise DatabaseError(f"LISTEN connection failed while warming up: {type(exc).__name__}") from exc
+            if isinstance(exc, db.TRANSIENT_ERRORS):
+                raise DatabaseError(f"cannot LISTEN on {db.describe_target(self.url)}: {type(exc).__name__}") from exc
+            raise
         self.conn, self.healthy = conn, True
         self.lost.clear()
 
+    async def _warm(self, conn: asyncpg.Connection) -> None:
+        """The daemon's warm-up on a new connection. A warm-up that fails (a lock held, a statement time-out,
+        a right missing) leaves a cold connection, which is slower, not broken: it is kept and lent. Only a
+        connection that closed meanwhile, or is left inside a transaction, is given up (and retried)."""
+        assert self.warm is not None
+        try:
+            await self.warm(conn)
+        except Exception as exc:
+            self.log.info("listener_warm_up_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            if conn.is_closed() or conn.is_in_transaction():
+                raise DatabaseError(f"LISTEN connection failed while warming up: {type(exc).__name__}") from exc
+
     @contextlib.asynccontextmanager
     async def lend(self) -> AsyncIterator[asyncpg.Connection | None]:
-        """The LISTEN connection for one statement, or None when it is in use, unhealthy or gone (use the pool).
+        """The LISTEN connection for one statement, or None when it is in use, wanted by the probe, unhealthy or
+        gone: the caller then uses the pool, at once. A claim never waits for the connection.
 
         Notifications wait at the server while the statement runs, and arrive when it ends. An error that
         leaves the session in doubt (db.connection_suspect: a broken socket, a time-out, a cancellation)
         makes the listener reconnect, as a lost connection does; its notifications may be lost with it.
         """
         conn = self.conn
-        if conn is None or not self.healthy or self.lost.is_set() or self._use.locked() or conn.is_closed():
+        if (conn is None or not self.healthy or self.lost.is_set() or self._use.locked() or self._probe_waits
+                or conn.is_closed()):
             yield None
             return
-        async with self._use:
+        async with self._use:  # free, and nobody waits for it: taken at once
             try:
                 self.lent += 1
                 yield conn
@@ -212,10 +223,18 @@ class Listener:
     async def _probe(self) -> bool:
         try:
             assert self.conn is not None
-            async with self._use:  # after a lent statement, never beside it (asyncpg runs one at a time)
+            # after a lent statement, never beside it (asyncpg runs one at a time), and before the next one
+            self._probe_waits = True
+            try:
+                await self._use.acquire()
+            finally:
+                self._probe_waits = False
+            try:
                 listening = await asyncio.wait_for(
                     self.conn.fetchval("SELECT $1 = ANY (ARRAY(SELECT pg_listening_channels()))", CHANNEL),
                     self.probe_timeout_s)
+            finally:
+                self._use.release()
             return bool(listening)
         except Exception:  # whatever it was, this connection cannot be trusted to deliver notifications
             return False

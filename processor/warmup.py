@@ -34,6 +34,7 @@ from processor.metrics import Metrics
 
 log = get_logger("warmup")
 
+WARM_LOCK_TIMEOUT = "200ms"
 # A statement and its arguments; a bare string takes none.
 Statement = str | tuple[str, Sequence[Any]]
 
@@ -42,10 +43,12 @@ async def warm_statements(conn: Any, statements: Sequence[Statement]) -> None:
     """Run each statement once on conn, in a transaction that is rolled back, so that it changes nothing.
 
     A claim run this way takes its rows' locks for the moment it lasts; another daemon's claim skips them.
+    It waits at most WARM_LOCK_TIMEOUT for a lock (an admin's, a migration's): a warm-up is not worth more.
     """
     transaction = conn.transaction()
     await transaction.start()
     try:
+        await conn.execute(f"SET LOCAL lock_timeout = '{WARM_LOCK_TIMEOUT}'")
         for statement in statements:
             sql, args = (statement, ()) if isinstance(statement, str) else statement
             await conn.fetch(sql, *args)

@@ -64,6 +64,21 @@ async def test_a_backend_terminated_while_idle_is_replaced_before_the_next_state
         await pool.close()
 
 
+async def test_a_statement_the_server_cancelled_keeps_the_connection(db_url: str) -> None:
+    # 57014 (statement_timeout, pg_cancel_backend) is reported by the server about one statement; before,
+    # its class 57 counted as "session in doubt" and the connection was thrown away (and the LISTEN connection
+    # with it, after a lent claim: tests/adversary/test_lent_claim_warmup_attacks.py)
+    pool = await db.create_pool(db_url, min_size=1, max_size=1, server_settings={"statement_timeout": "100"})
+    try:
+        before = await _pid(pool)
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await pool.fetchval("SELECT pg_sleep(5)")
+        assert await _pid(pool) == before
+        assert await pool.fetchval("SELECT 2") == 2
+    finally:
+        await pool.close()
+
+
 async def test_timeout_mid_statement_discards_the_connection(db_url: str) -> None:
     pool = await db.create_pool(db_url, min_size=1, max_size=1, command_timeout=0.2)
     try:

@@ -5,48 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
-from processor import db, delivery, warmup
+from processor import db, warmup
 from processor.contracts import CLAIM, NEXT
-from processor.listener import Listener
-from processor.scheduler import Scheduler
 from tests.support.factories import make_generation
 from tests.support.http import StartDaemon, Stub, settings_for, wait_until
+from tests.support.lending import last_query, lending, reconnected
 from tests.support.pg import as_daemon
-
-
-@contextlib.asynccontextmanager
-async def lending(db_url: str, stub: Stub, *, probe_interval_s: float = 30.0,
-                  warm: bool = True) -> AsyncIterator[tuple[Scheduler, Listener]]:
-    """A Scheduler whose claims the Listener lends, as the daemon wires them; the listener running."""
-    settings = settings_for(db_url, stub.url, PROCESSOR_MAX_IN_FLIGHT="8")
-    pool = await db.create_pool(as_daemon(db_url), min_size=1, max_size=4)
-    client = delivery.make_client(max_connections=8, connect_timeout_s=1, response_timeout_s=5)
-    scheduler = Scheduler(pool, client, settings, claim_ahead=0)
-    listener = Listener(as_daemon(db_url), lambda _d: None, lambda: None, probe_interval_s=probe_interval_s)
-    if warm:
-        listener.warm = lambda conn: warmup.warm_statements(conn, [(CLAIM, (settings.worker_id, 1, 60.0)), NEXT])
-    stop = asyncio.Event()
-    await listener.start(pool)
-    task = asyncio.create_task(listener.run(stop))
-    scheduler.lend = listener.lend
-    try:
-        yield scheduler, listener
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await scheduler.drain(10)
-        await listener.close()
-        await client.aclose()
-        await pool.close()
-
-
-async def _last_query(conn: asyncpg.Connection, pid: int) -> str:
-    return str(await conn.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid))
 
 
 async def test_a_claim_runs_on_the_listener_connection_and_delivers(db_url: str, conn: asyncpg.Connection,
@@ -57,7 +25,7 @@ async def test_a_claim_runs_on_the_listener_connection_and_delivers(db_url: str,
         pid = listener.conn.get_server_pid()
         result = await scheduler.run_once()
         assert result.claimed == 3 and listener.lent == 1
-        assert "genretry.claim" in await _last_query(conn, pid)  # the listener's own server process claimed
+        assert "genretry.claim" in await last_query(conn, pid)  # the listener's own server process claimed
         await stub.wait_for(3)
     assert sorted(s.body["retryHistoryId"] for s in stub.seen) == sorted(map(str, due))
     assert listener.reconnects == 0
@@ -127,7 +95,7 @@ async def test_a_lent_connection_that_dies_is_replaced_and_every_row_goes_out_on
             if claimed == len(rows) and listener.reconnects:
                 break
             await asyncio.sleep(0.05)
-        await wait_until(lambda: _is(listener.healthy and listener.reconnects >= 1))
+        await wait_until(reconnected(listener, 1))
         await stub.wait_for(len(rows))
         assert listener.conn is not None and listener.conn.get_server_pid() != old_pid
         lent = listener.lent
@@ -176,8 +144,6 @@ async def test_warm_up_on_the_pool_changes_no_row(db_url: str, conn: asyncpg.Con
     assert await conn.fetchval("SELECT count(*) FROM genretry.events WHERE generation_id = $1", row) == 0
 
 
-async def _is(value: bool) -> bool:
-    return value
 
 
 async def test_the_daemon_lends_its_claims(db_url: str, conn: asyncpg.Connection, stub: Stub,
