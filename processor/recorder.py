@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +46,10 @@ class _Pending:
 
 class Recorder:
     def __init__(self, pool: asyncpg.Pool, worker: str, *, linger_s: float = 0.002, max_batch: int = 200,
-                 parallel: int = 2, lease_s: float = 60.0, stall_after_s: float | None = None) -> None:
+                 parallel: int = 2, lease_s: float = 60.0, stall_after_s: float | None = None,
+                 on_give_up: Callable[[], None] = lambda: None) -> None:
         self.pool, self.worker = pool, worker
+        self.on_give_up = on_give_up  # record_until() gave an outcome up (a metric counts them)
         self.linger_s, self.max_batch = linger_s, max_batch
         self.lease_s = lease_s
         self.stall_after_s = stall_after_s if stall_after_s is not None else max(5.0, min(30.0, lease_s / 4))
@@ -131,6 +134,25 @@ class Recorder:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._flush_now)
         return await future
+
+    async def record_until(self, row_id: Any, lease_id: Any, outcome: Outcome, give_up_at: float) -> Verdict | None:
+        """record(), again with backoff after a database error (a database restarting must not cost the outcome)
+        until give_up_at (monotonic); then None, as for a row that is gone: the lease runs out and the row is
+        redelivered with the same attempt, so nothing is lost. A data error is not retried."""
+        backoff = Backoff(first_s=0.25, cap_s=5.0)
+        while True:
+            try:
+                return await self.record(row_id, lease_id, outcome)
+            except DB_ERRORS as exc:
+                wait = backoff.next()
+                if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
+                    self.on_give_up()
+                    self.log.error("record_failed", generation_id=str(row_id), outcome=outcome.kind,
+                                   error=str(exc)[:200])
+                    return None
+                self.log.warning("record_retry", generation_id=str(row_id), error=str(exc)[:200],
+                                 retry_in_s=round(wait, 2))
+                await asyncio.sleep(wait)
 
     def _flush_now(self) -> None:
         if self._timer is not None:

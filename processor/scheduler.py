@@ -20,7 +20,6 @@ import asyncpg
 import httpx
 
 from processor import delivery, verdicts
-from processor.backoff import Backoff
 from processor.config import Settings
 from processor.contracts import CLAIM, NEXT, ClaimAction, ClaimedRow
 from processor.credentials import Authority, Delivery
@@ -30,7 +29,7 @@ from processor.logs import get_logger
 from processor.metrics import Metrics
 from processor.nap import PokingEvent
 from processor.pauses import Pauses
-from processor.recorder import DB_ERRORS, Recorder
+from processor.recorder import Recorder
 from processor.routing import Urls
 
 
@@ -71,7 +70,8 @@ class Scheduler:
         self.outcomes: Counter[str] = Counter()
         self._per_generator = GeneratorLimits(settings.generator_in_flight)
         self.pauses = Pauses(max_age_s=settings.lease_s)
-        self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s)
+        self.recorder = Recorder(pool, settings.worker_id, lease_s=settings.lease_s,
+                                 on_give_up=self.metrics.record_failures.inc)
         # Our own fault (a key that cannot sign): every claim would fail the same way, so the daemon stops
         # rather than burn rows. run_once() raises it; on_fatal lets the daemon wake up to do so at once.
         self.fatal: ConfigError | None = None
@@ -271,25 +271,9 @@ class Scheduler:
         self.slot_freed.set()
 
     async def _record(self, row: ClaimedRow, outcome: delivery.Outcome, claimed_at: float) -> None:
-        # A database that restarts must not cost the outcome: retried with backoff while the lease lasts;
-        # after that the lease runs out and the row is redelivered with the same attempt (nothing is lost).
-        give_up_at = claimed_at + self.settings.lease_s * 0.9
-        backoff = Backoff(first_s=0.25, cap_s=5.0)
         try:
-            while True:
-                try:
-                    rec = await self.recorder.record(row.id, row.lease_id, outcome)
-                    break
-                except DB_ERRORS as exc:
-                    wait = backoff.next()
-                    if time.monotonic() + wait >= give_up_at or isinstance(exc, asyncpg.DataError):
-                        self.metrics.record_failures.inc()
-                        self.log.error("record_failed", generation_id=str(row.id), outcome=outcome.kind,
-                                       error=str(exc)[:200])
-                        return
-                    self.log.warning("record_retry", generation_id=str(row.id), error=str(exc)[:200],
-                                     retry_in_s=round(wait, 2))
-                    await asyncio.sleep(wait)
+            rec = await self.recorder.record_until(row.id, row.lease_id, outcome,
+                                                   give_up_at=claimed_at + self.settings.lease_s * 0.9)
         finally:
             self.recording -= 1
             self._maybe_signal()
