@@ -28,6 +28,7 @@ from tests.support.lending import (
     claimed_events,
     exactly_once,
     holds,
+    kill_listener_backend,
     last_query,
     lending,
     none_left,
@@ -265,9 +266,7 @@ async def test_while_the_listener_reconnects_claims_use_the_pool_and_lending_res
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     ids = [await make_generation(conn, due=True) for _ in range(3)]
     async with lending(db_url, stub, probe_interval_s=30) as (scheduler, listener):
-        assert listener.conn is not None
-        old = listener.conn.get_server_pid()
-        assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
+        await kill_listener_backend(conn, listener)
         await wait_until(holds(lambda: listener.lost.is_set() or not listener.healthy or listener.reconnects > 0))
         if listener.reconnects == 0:
             async with listener.lend() as lent:

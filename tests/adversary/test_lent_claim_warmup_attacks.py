@@ -25,9 +25,11 @@ from tests.support.lending import (
     claimed_events,
     exactly_once,
     holds,
+    kill_listener_backend,
     lending,
     none_left,
     reconnected,
+    warming_backend,
 )
 from tests.support.pg import DAEMON_ROLE, as_daemon
 
@@ -48,8 +50,7 @@ async def test_warm_ups_on_many_reconnects_change_no_row_and_no_circuit(
     rows_before = {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM generation_history")}
     async with lending(db_url, stub, probe_interval_s=0.1) as (_scheduler, listener):
         for n in range(1, 6):
-            assert listener.conn is not None
-            assert await conn.fetchval("SELECT pg_terminate_backend($1)", listener.conn.get_server_pid())
+            await kill_listener_backend(conn, listener)
             await wait_until(reconnected(listener, n), within_s=15)
     rows_after = {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM generation_history")}
     assert rows_after == rows_before
@@ -125,14 +126,6 @@ async def test_a_warm_up_of_a_missing_function_leaves_a_working_listener(
         assert listener.reconnects == 0 and listener.healthy
 
 
-async def _warming_backend(conn: asyncpg.Connection, old: int) -> int | None:
-    """A backend of the daemon's role other than `old`, whose claim waits on a lock (a reconnect's warm-up)."""
-    value = await conn.fetchval(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = $1 AND pid <> $2 "
-        "AND wait_event_type = 'Lock' AND query LIKE '%genretry.claim%'", DAEMON_ROLE, old)
-    return int(value) if value is not None else None
-
-
 async def test_notifications_sent_while_a_reconnects_warm_up_waits_on_a_lock_arrive_and_the_connection_is_lent(
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     hints: list[float] = []
@@ -144,20 +137,13 @@ async def test_notifications_sent_while_a_reconnects_warm_up_waits_on_a_lock_arr
         sent = [datetime.now(UTC) + timedelta(hours=2, seconds=i) for i in range(20)]
         async with admin_lock(db_url, "LOCK TABLE genretry.events IN SHARE MODE"):
             assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
-            found: list[int] = []
-
-            async def warming() -> bool:
-                pid = await _warming_backend(conn, old)
-                found.extend([pid] if pid is not None else [])
-                return pid is not None
-
-            await wait_until(warming)
+            warming = await warming_backend(conn, old)
             for when in sent:  # the new connection LISTENs already; its warm-up transaction is open
                 await conn.execute("SELECT pg_notify('genretry', $1)", json.dumps(
                     {"id": str(uuid.uuid4()), "status": "generating", "deadline_at": when.isoformat()}))
             # the warm-up's lock time-out (2 s) is a statement's error, not the session's: the connection stays
             await wait_until(holds(lambda: listener.healthy and listener.reconnects == 1), within_s=10)
-            assert listener.conn is not None and listener.conn.get_server_pid() == found[0]
+            assert listener.conn is not None and listener.conn.get_server_pid() == warming
             await wait_until(holds(lambda: len(hints) >= len(sent)), within_s=10)
         assert sorted(round(h) for h in hints) == [round(w.timestamp()) for w in sent]
         assert reconnected == [1]
@@ -175,17 +161,10 @@ async def test_a_reconnects_warm_up_whose_backend_is_killed_is_retried_and_the_l
         old = listener.conn.get_server_pid()
         async with admin_lock(db_url, "LOCK TABLE genretry.events IN SHARE MODE"):
             assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
-            found: list[int] = []
-
-            async def warming() -> bool:
-                pid = await _warming_backend(conn, old)
-                found.extend([pid] if pid is not None else [])
-                return pid is not None
-
-            await wait_until(warming)
-            assert await conn.fetchval("SELECT pg_terminate_backend($1)", found[0])  # killed mid-warm-up
+            warming = await warming_backend(conn, old)
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", warming)  # killed mid-warm-up
         await wait_until(holds(lambda: listener.healthy and listener.reconnects == 1), within_s=15)
-        assert listener.conn is not None and listener.conn.get_server_pid() not in (old, found[0])
+        assert listener.conn is not None and listener.conn.get_server_pid() not in (old, warming)
         row = await make_generation(conn, due=True)
         assert (await scheduler.run_once()).claimed == 1
         await stub.wait_for(1)
@@ -266,17 +245,9 @@ async def test_shutdown_during_a_reconnects_warm_up_leaves_no_connection_open(
     try:
         await listener.start(pool)
         task = asyncio.create_task(listener.run(stop))
-        assert listener.conn is not None
-        old = listener.conn.get_server_pid()
         async with admin_lock(db_url, "LOCK TABLE genretry.events IN SHARE MODE"):
-            assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
-
-            async def warming() -> bool:  # a new backend of the daemon's role, its warm-up claim waiting
-                return bool(await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = $1 "
-                    "AND wait_event_type = 'Lock' AND query LIKE '%genretry.claim%'", DAEMON_ROLE))
-
-            await wait_until(warming)
+            old = await kill_listener_backend(conn, listener)
+            await warming_backend(conn, old)  # the reconnect's warm-up claim waits on the lock
             stop.set()
             task.cancel()  # shut_down: cancel the parts, then close the listener
             await asyncio.gather(task, return_exceptions=True)

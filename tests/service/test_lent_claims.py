@@ -13,7 +13,7 @@ from processor import db, warmup
 from processor.contracts import CLAIM, NEXT
 from tests.support.factories import make_generation
 from tests.support.http import StartDaemon, Stub, settings_for, wait_until
-from tests.support.lending import last_query, lending, reconnected
+from tests.support.lending import kill_listener_backend, last_query, lending, reconnected
 from tests.support.pg import as_daemon
 
 
@@ -85,9 +85,7 @@ async def test_a_lent_connection_that_dies_is_replaced_and_every_row_goes_out_on
         db_url: str, conn: asyncpg.Connection, stub: Stub) -> None:
     rows = [await make_generation(conn, due=True) for _ in range(20)]
     async with lending(db_url, stub, probe_interval_s=0.2) as (scheduler, listener):
-        assert listener.conn is not None
-        old_pid = listener.conn.get_server_pid()
-        assert await conn.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+        old_pid = await kill_listener_backend(conn, listener)
         claimed = 0
         for _ in range(200):  # the first claim may meet the dead connection: an error, then the pool or the new one
             with contextlib.suppress(*db.TRANSIENT_ERRORS):

@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 
 from processor import db, delivery, warmup
-from processor.contracts import CLAIM, NEXT
+from processor.contracts import CLAIM
 from processor.listener import Listener
 from processor.scheduler import Scheduler
-from tests.support.http import Stub, settings_for
+from tests.support.http import Stub, settings_for, wait_until
 from tests.support.pg import DAEMON_ROLE, as_daemon
 
 PROBE_SQL = "SELECT $1 = ANY (ARRAY(SELECT pg_listening_channels()))"
@@ -33,9 +33,9 @@ async def lending(db_url: str, stub: Stub, *, probe_interval_s: float = 30.0, wa
     client = delivery.make_client(max_connections=8, connect_timeout_s=1, response_timeout_s=5)
     scheduler = Scheduler(pool, client, settings, claim_ahead=0)
     listener = Listener(as_daemon(db_url), on_hint, on_reconnect, probe_interval_s=probe_interval_s)
-    if warm:  # as the daemon does (Daemon._hot_statements)
+    if warm:  # as the daemon does (Daemon._warm_claim)
         listener.warm = lambda conn: warmup.warm_statements(
-            conn, [(CLAIM, (settings.worker_id, 1, settings.lease_s)), NEXT])
+            conn, [(CLAIM, (settings.worker_id, 1, settings.lease_s))])
     stop = asyncio.Event()
     await listener.start(pool)
     task = asyncio.create_task(listener.run(stop))
@@ -134,3 +134,27 @@ def reconnected(listener: Listener, times: int) -> Callable[[], Awaitable[bool]]
 async def none_left(conn: asyncpg.Connection) -> bool:
     """No server process of the daemon's role is left in this test's database."""
     return not await daemon_backends(conn)
+
+
+async def kill_listener_backend(conn: asyncpg.Connection, listener: Listener) -> int:
+    """End the LISTEN connection's server process, as an outage or an admin would; returns its pid."""
+    assert listener.conn is not None
+    pid = listener.conn.get_server_pid()
+    assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    return pid
+
+
+async def warming_backend(conn: asyncpg.Connection, old: int) -> int:
+    """Wait for a backend of the daemon's role other than `old` whose claim waits on a lock (a reconnect's
+    warm-up), and return its pid."""
+    found: list[int] = []
+
+    async def waiting() -> bool:
+        value = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = $1 AND pid <> $2 "
+            "AND wait_event_type = 'Lock' AND query LIKE '%genretry.claim%'", DAEMON_ROLE, old)
+        found.extend([] if value is None else [int(value)])
+        return value is not None
+
+    await wait_until(waiting)
+    return found[0]
