@@ -126,7 +126,7 @@ class Daemon:
                 # no prepared statements without LISTEN: that mode is for transaction poolers
                 timings = await warmup.warm_up(authority=self.scheduler.authority, pool=pool,
                                                generators=[*s.generators, *s.routes],
-                                               statements=self._hot_statements() if self.listen else [],
+                                               statements=[NEXT] if self.listen else [],
                                                route=self.scheduler.urls.get, client=client, metrics=self.metrics)
                 self.log.debug("warmed_up", **{k.replace(" ", "_"): v for k, v in timings.items()})
             if dry_run:
@@ -135,7 +135,7 @@ class Daemon:
             if self.listen:
                 listener = self.listener = Listener(s.database_url, self.hint, self.wake_now,
                                                     probe_interval_s=s.tick_s)
-                listener.warm = lambda conn: warmup.warm_statements(conn, self._hot_statements())
+                listener.warm = lambda conn: warmup.warm_statements(conn, [self._warm_claim()])
 
                 async def start_listener() -> bool:
                     await listener.start(pool)
@@ -161,9 +161,10 @@ class Daemon:
                 await metrics_runner.cleanup()
             await shut_down(self, tasks, client, pool)
 
-    def _hot_statements(self) -> list[warmup.Statement]:
-        """The statements on the NOTIFY path, with the daemon's own arguments (warm-up runs them rolled back)."""
-        return [(CLAIM, (self.settings.worker_id, 1, self.settings.lease_s)), NEXT]
+    def _warm_claim(self) -> warmup.Statement:
+        """The claim with the daemon's own arguments, for the LISTEN connection's warm-up (rolled back there).
+        The pool's warm-up runs only the next-deadline look: claims are lent the LISTEN connection."""
+        return (CLAIM, (self.settings.worker_id, 1, self.settings.lease_s))
 
     async def _open_database(self) -> tuple[asyncpg.Pool, int, bool]:
         s = self.settings

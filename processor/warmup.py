@@ -2,11 +2,11 @@
 as the hundredth (issue 13). Never fails the start: a step that fails is logged and skipped.
 
 - one credential is built and thrown away (key loading, signing code paths, lazy imports);
-- the daemon's hot statements run once on a pooled connection, and on the LISTEN connection that claims are
-  lent (warm_statements), in a transaction that is rolled back: asyncpg keeps each prepared statement for
-  the connection's later calls, and the server compiles and plans the functions they call. (Before 6 Dec
-  2026 they were only prepared: asyncpg does not cache what prepare() returns, so the first claim on a
-  connection parsed and planned it again.);
+- the daemon's hot statements run once (warm_statements), in a transaction that is rolled back: the
+  next-deadline look on a pooled connection here, the claim on the LISTEN connection that claims are lent
+  (processor.listener). asyncpg keeps each prepared statement for the connection's later calls, and the
+  server compiles and plans the functions they call. (Before 5 Dec 2026 they were only prepared: asyncpg
+  does not cache what prepare() returns, so the first claim on a connection parsed and planned it again.);
 - each configured generator's route is resolved and parsed (kept for the deliveries), one request to it is
   built and not sent, and its delivery metrics are created;
 - one keep-alive connection is opened to each generator origin (TCP, and TLS for https), and no request
