@@ -6,6 +6,12 @@ what a retry never uses (authentication flows, redirects, which are never follow
 kept, event hooks), and it cost about a fifth of a delivery's CPU (docs/BENCHMARKS.md). Proxy variables of
 the environment (HTTP_PROXY and the like) are not used, as before: httpx ignores them for a client given its
 own transport.
+
+Over httpx-aiohttp's transport, post_whole() goes one step further: it hands the POST to the transport's own
+aiohttp session, under the transport's own exception mapping, and wraps the answer in the transport's own
+response stream, as AiohttpTransport.handle_async_request does, without first building an httpx.Request for
+the transport to take apart again. Building it was 0.1-0.15 ms of the NOTIFY path after an idle moment
+(docs/BENCHMARKS.md, 6 Dec 2026). Any other transport (a test's) gets the httpx.Request.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import aiohttp
 import httpx
 import yarl
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 from processor import __version__
 from processor.answer import MAX_ANSWER_BYTES
@@ -37,6 +44,9 @@ class Client(httpx.AsyncClient):
         super().__init__(transport=transport, timeout=timeout, **kwargs)
         self.whole_transport = transport
         self.timeouts = timeout.as_dict()
+        # the transport's mapping of httpx's time-outs (its handle_async_request), made once
+        self._aiohttp_timeout = aiohttp.ClientTimeout(sock_connect=timeout.connect, sock_read=timeout.read,
+                                                      connect=timeout.pool)
 
     def whole_request(self, url: str | httpx.URL, headers: Mapping[str, str], body: bytes) -> httpx.Request:
         """A POST of a JSON body, with the client's headers and time-outs."""
@@ -45,7 +55,22 @@ class Client(httpx.AsyncClient):
 
     async def post_whole(self, url: str | httpx.URL, headers: Mapping[str, str], body: bytes) -> httpx.Response:
         """POST a JSON body through the transport itself: a streamed response, to be closed by the caller."""
-        return await self.whole_transport.handle_async_request(self.whole_request(url, headers, body))
+        transport = self.whole_transport
+        if not isinstance(transport, AiohttpTransport) or transport.proxy is not None:
+            return await transport.handle_async_request(self.whole_request(url, headers, body))
+        if not isinstance(transport.client, aiohttp.ClientSession):
+            transport.client = transport.get_client()  # what its first request would do
+        # the transport's own steps (httpx-aiohttp 0.1.8+), given what its request would have held
+        with map_aiohttp_exceptions():
+            answer = await transport.client.request(
+                "POST", str(url), headers={**BASE_HEADERS, **headers, **JSON}, data=body or None,
+                allow_redirects=False, auto_decompress=False, compress=False, timeout=self._aiohttp_timeout,
+            ).__aenter__()
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if answer.reason:
+            extensions["reason_phrase"] = answer.reason.encode()
+        return httpx.Response(status_code=answer.status, headers=answer.raw_headers,
+                              stream=AiohttpResponseStream(answer), extensions=extensions)
 
     async def preconnect(self, url: httpx.URL, timeout_s: float) -> bool:
         """Open one keep-alive connection to the URL's origin and leave it in the transport's pool, sending

@@ -7,8 +7,8 @@ as the hundredth (issue 13). Never fails the start: a step that fails is logged 
   (processor.listener). asyncpg keeps each prepared statement for the connection's later calls, and the
   server compiles and plans the functions they call. (Before 5 Dec 2026 they were only prepared: asyncpg
   does not cache what prepare() returns, so the first claim on a connection parsed and planned it again.);
-- each configured generator's route is resolved and parsed (kept for the deliveries), one request to it is
-  built and not sent, and its delivery metrics are created;
+- each configured generator's route is resolved and parsed (kept for the deliveries), and its delivery
+  metrics are created;
 - one keep-alive connection is opened to each generator origin (TCP, and TLS for https), and no request
   is sent on it: nothing but deliveries ever goes to a generator, and nothing outside its route (issue 10
   class 6). The first delivery then pays no handshake (about 0.9 ms on loopback; a TLS handshake across
@@ -88,8 +88,6 @@ async def warm_up(*, authority: Authority, pool: Any, generators: list[str], sta
             if isinstance(url, str):
                 continue  # refused (not a routing key, no route): it is never sent
             origins.setdefault((url.scheme, url.host, url.port), url)
-            if client is not None:
-                client.whole_request(url, {"Authorization": "Bearer -", "Idempotency-Key": "-"}, b"{}")
             if metrics is not None:
                 metrics.deliveries.labels(name, OutcomeKind.ACCEPTED)
                 metrics.delivery_latency.labels(name)

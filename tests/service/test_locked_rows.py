@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections import Counter
 
@@ -16,15 +15,9 @@ import pytest
 from aiohttp import web
 
 from tests.support.factories import make_generation
-from tests.support.http import StartDaemon, settings_for, wait_until
+from tests.support.http import StartDaemon, free_port, settings_for, wait_until
 
 pytestmark = pytest.mark.hostile
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_an_admin_lock_on_in_flight_rows_stalls_nothing_else(db_url: str, conn: asyncpg.Connection,
@@ -47,7 +40,7 @@ async def test_an_admin_lock_on_in_flight_rows_stalls_nothing_else(db_url: str, 
     from tests.support.http import serve_on_loopback
 
     runner, url = await serve_on_loopback(handle)
-    port = _free_port()
+    port = free_port()
     admin = await asyncpg.connect(db_url)
     try:
         await start_daemon(settings_for(db_url, url, PROCESSOR_LEASE="20", PROCESSOR_RESPONSE_TIMEOUT="15",

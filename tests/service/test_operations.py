@@ -15,19 +15,13 @@ import httpx
 
 from tests.support import cli
 from tests.support.factories import make_generation
-from tests.support.http import StartDaemon, Stub, settings_for
+from tests.support.http import StartDaemon, Stub, free_port, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_metrics_and_healthz(db_url: str, conn: asyncpg.Connection, stub: Stub,
                                    start_daemon: StartDaemon) -> None:
-    port = _free_port()
+    port = free_port()
     await make_generation(conn, due=True)
     await make_generation(conn, due=True, retry_count=2)
     running = await start_daemon(settings_for(db_url, stub.url, PROCESSOR_METRICS_ADDR=f"127.0.0.1:{port}"))
