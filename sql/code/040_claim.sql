@@ -29,6 +29,8 @@ DECLARE
     f record;
     g text;
     won text[] := '{}';  -- generators whose probe this call took
+    probe_ids uuid[] := '{}';  -- the probe rows, one per generator in won, locked
+    quiet text;
 BEGIN
     -- The lease as plain seconds first: an interval of months and hours compares with a month as 30 days but
     -- adds by the calendar ('100 years -863999 hours' is 1 hour to `>` and 524 days to `+`), so only plain
@@ -39,12 +41,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- only the owner brings a clock or a longer lease (issue 10, class 10); the daemon's call, on the
-    -- server's clock within its lease limit, needs no catalog look-up
-    p_now := genretry.caller_clock(p_now);
+    -- server's clock within its lease limit, needs no catalog look-up, nor a call of caller_clock (whose own
+    -- first test is made here)
+    IF NOT coalesce(p_now BETWEEN now() AND clock_timestamp(), false) THEN
+        p_now := genretry.caller_clock(p_now);
+    END IF;
     IF p_lease > genretry.max_lease() AND NOT genretry.caller_is_owner() THEN
         p_lease := genretry.max_lease();
     END IF;
-    PERFORM set_config('genretry.quiet', 'on', true);
+    quiet := set_config('genretry.quiet', 'on', true);  -- an assignment, not a PERFORM: no query of its own
     SELECT * INTO f FROM genretry.dispatch_filter(p_now);
 
     -- A generator whose pause is over: whoever wins this row lock sends the single probe.
@@ -66,6 +71,18 @@ BEGIN
             f.blocked := f.blocked || g;
         END IF;
     END LOOP;
+    -- The probe rows are locked here, in a statement of their own that runs only when a probe was taken: the
+    -- claim's statement below then carries no probe machinery in the common case (its executor start-up
+    -- was about a tenth of the claim; docs/BENCHMARKS.md, 6 Dec 2026).
+    IF cardinality(won) > 0 THEN
+        probe_ids := ARRAY(
+            SELECT pr.id FROM unnest(won) AS pg(name)
+            CROSS JOIN LATERAL (
+                SELECT h.id FROM public.generation_history h
+                WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now AND h.generator = pg.name
+                ORDER BY h.deadline_at LIMIT 1
+                FOR UPDATE SKIP LOCKED) pr);
+    END IF;
 
     RETURN QUERY
     WITH normal AS (
@@ -76,14 +93,6 @@ BEGIN
         ORDER BY h.deadline_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
-    ), probes AS (
-        SELECT pr.id FROM unnest(f.probe_ready) AS pg(name)
-        CROSS JOIN LATERAL (
-            SELECT h.id FROM public.generation_history h
-            WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now AND h.generator = pg.name
-              AND pg.name = ANY (won)
-            ORDER BY h.deadline_at LIMIT 1
-            FOR UPDATE SKIP LOCKED) pr
     ), candidates AS (
         -- policy by join, not by a function call per row; stale_for is the row's own (kept by the triggers).
         -- b.* are the row's timestamps and stale_for bounded (by expressions, not function calls), so
@@ -110,7 +119,7 @@ BEGIN
                    least(greatest(h.stale_for, interval '0'), interval '100 years') AS stale) b
         LEFT JOIN genretry.policy gp ON gp.generator = h.generator
         JOIN genretry.policy sp ON sp.generator = '*'  -- always there (023_policy_guard.sql)
-        WHERE h.id IN (SELECT n.id FROM normal n UNION ALL SELECT pb.id FROM probes pb)
+        WHERE h.id IN (SELECT n.id FROM normal n UNION ALL SELECT unnest(probe_ids))
     ), updated AS (
         UPDATE public.generation_history h SET
             status = CASE c.action WHEN 'exhausted' THEN 'failed' ELSE h.status END,
@@ -133,18 +142,13 @@ BEGIN
           AND h.status IN ('pending', 'generating') AND h.deadline_at <= p_now
         RETURNING h.id, h.user_id, h.generator, h.request, h.attempt, h.lease_id, c.action,
                   h.error_message, c.due_at, h.retry_count
-    ), probe_marked AS (
-        -- the probe's lease, so that its outcome (and only its outcome) closes or re-opens the circuit
-        UPDATE genretry.generator_state s SET probe_lease = u.lease_id
-        FROM updated u
-        WHERE u.action = 'deliver' AND u.id IN (SELECT pb.id FROM probes pb) AND s.generator = u.generator
     ), logged AS (
         INSERT INTO genretry.events (generation_id, generator, attempt, event, detail, worker, actor, at)
         SELECT u.id, u.generator, u.attempt,
                CASE u.action WHEN 'deliver' THEN 'claimed' ELSE 'exhausted' END,
                CASE u.action
                    WHEN 'deliver' THEN jsonb_build_object('lease_id', u.lease_id, 'due_at', u.due_at,
-                                                          'lease', p_lease::text, 'probe', u.id IN (SELECT pb.id FROM probes pb))
+                                                          'lease', p_lease::text, 'probe', u.id = ANY (probe_ids))
                    ELSE jsonb_build_object('retry_count', u.retry_count, 'error_message', u.error_message) END,
                p_worker, session_user, p_now
         FROM updated u WHERE u.action <> 'not_due'
@@ -154,8 +158,14 @@ BEGIN
     FROM updated u WHERE u.action <> 'not_due'
     ORDER BY u.due_at;  -- delivered in deadline order
 
-    -- A generator whose probe we took but that had no due row to send stays open, ready to probe again.
     IF cardinality(won) > 0 THEN
+        -- the probe's lease, so that its outcome (and only its outcome) closes or re-opens the circuit: a probe
+        -- row this call leased (an exhausted or not-due one was not, and carries no lease of this call's end)
+        UPDATE genretry.generator_state s SET probe_lease = h.lease_id
+        FROM public.generation_history h
+        WHERE h.id = ANY (probe_ids) AND s.generator = h.generator AND h.retry_phase = 'leased'
+          AND h.leased_by = p_worker AND h.lease_until = p_now + p_lease;
+        -- A generator whose probe we took but that had no due row to send stays open, ready to probe again.
         UPDATE genretry.generator_state s
         SET state = 'open', probe_until = NULL, open_until = p_now
         WHERE s.generator = ANY (won) AND s.state = 'probing' AND s.probe_lease IS NULL;

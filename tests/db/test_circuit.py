@@ -76,3 +76,29 @@ async def test_outage_burns_no_retries(conn: asyncpg.Connection) -> None:
     await _fail_five(conn)
     assert await conn.fetchval(
         "SELECT max(retry_count) FROM generation_history WHERE generator = 'generate-php-website'") == 0
+
+
+async def test_the_probe_skips_a_row_an_admin_holds(db_url: str, conn: asyncpg.Connection) -> None:
+    """The probe row is locked like any claimed row, SKIP LOCKED: an admin's open transaction on the paused
+    generator's first due row neither blocks the claim nor becomes the probe; the next due row does."""
+    await _fail_five(conn)
+    waiting = await conn.fetch(
+        "SELECT id FROM generation_history WHERE generator = 'generate-php-website' AND status = 'generating' "
+        "AND deadline_at <= now() + interval '31 seconds' ORDER BY deadline_at")
+    assert len(waiting) >= 2
+    admin = await asyncpg.connect(db_url)
+    try:
+        async with admin.transaction():
+            await admin.execute("SELECT 1 FROM generation_history WHERE id = $1 FOR UPDATE", waiting[0]["id"])
+            await conn.execute("SET lock_timeout = '2s'")  # a claim that waited would raise here
+            probe = await conn.fetch(CLAIM, "31 seconds")
+    finally:
+        await admin.close()
+    assert [r["id"] for r in probe] == [waiting[1]["id"]]
+    state = await conn.fetchrow("SELECT * FROM genretry.generator_state WHERE generator = 'generate-php-website'")
+    assert (state["state"], state["probe_lease"]) == ("probing", probe[0]["lease_id"])
+    probe_flags = await conn.fetch(
+        "SELECT generation_id, detail->>'probe' AS probe FROM genretry.events WHERE event = 'claimed' "
+        "AND generator = 'generate-php-website' ORDER BY id")
+    assert [p["probe"] for p in probe_flags] == ["false"] * 8 + ["true"]  # the five failures' claim, then the probe
+    assert probe_flags[-1]["generation_id"] == waiting[1]["id"]
