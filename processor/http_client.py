@@ -66,11 +66,17 @@ class Client(httpx.AsyncClient):
                 "POST", str(url), headers={**BASE_HEADERS, **headers, **JSON}, data=body or None,
                 allow_redirects=False, auto_decompress=False, compress=False, timeout=self._aiohttp_timeout,
             ).__aenter__()
-        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-        if answer.reason:
-            extensions["reason_phrase"] = answer.reason.encode()
-        return httpx.Response(status_code=answer.status, headers=answer.raw_headers,
-                              stream=AiohttpResponseStream(answer), extensions=extensions)
+        try:
+            extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+            if answer.reason:  # a peer's bytes, kept by aiohttp as surrogate escapes: never a reason to raise
+                extensions["reason_phrase"] = answer.reason.encode("utf-8", "replace")
+            return httpx.Response(status_code=answer.status, headers=answer.raw_headers,
+                                  stream=AiohttpResponseStream(answer), extensions=extensions)
+        except BaseException:
+            # nobody else holds the answer yet: its connection goes now, or it stays out of the pool for as long
+            # as the peer trickles (the transport's own handle_async_request has that leak: docs/RELIABILITY.md)
+            answer.close()
+            raise
 
     async def preconnect(self, url: httpx.URL, timeout_s: float) -> bool:
         """Open one keep-alive connection to the URL's origin and leave it in the transport's pool, sending
@@ -102,6 +108,20 @@ class _NoCookies(CookieJar):
         return None
 
 
+class _IdleCheckedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, except that a kept-alive connection on which the peer wrote while it sat idle is
+    closed, not reused: aiohttp parses such bytes into the connection's queue, and the next request on it (the
+    next row's) would take an answer nobody asked for as its own (a refused retry recorded as accepted).
+    `should_close` is the protocol's own test for "do not pool this"; it is not asked again at reuse."""
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
+        idle = getattr(self, "_conns", {}).get(req.connection_key, ())
+        for proto, _since in tuple(idle):
+            if proto.should_close:
+                proto.close()  # closed: the connector then skips it (is_connected() is false) and drops it
+        return await super().connect(req, traces, timeout)
+
+
 def make_client(*, max_connections: int, connect_timeout_s: float, response_timeout_s: float,
                 transport: httpx.AsyncBaseTransport | None = None) -> Client:
     """One shared client: keep-alive, bounded connections, no redirects, no cookies, uncompressed answers."""
@@ -109,7 +129,7 @@ def make_client(*, max_connections: int, connect_timeout_s: float, response_time
 
     def session() -> aiohttp.ClientSession:
         # aiohttp's own cookie jar off too; a small read buffer bounds what a fast peer queues per connection
-        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=limits.keepalive_expiry)
+        connector = _IdleCheckedConnector(limit=max_connections, keepalive_timeout=limits.keepalive_expiry)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      read_bufsize=MAX_ANSWER_BYTES, auto_decompress=False)
 
