@@ -30,6 +30,7 @@ DECLARE
     g text;
     won text[] := '{}';  -- generators whose probe this call took
     probe_ids uuid[] := '{}';  -- the probe rows, one per generator in won, locked
+    probe_leases uuid[] := '{}';  -- their leases before this call (NULL when none)
     quiet text;
 BEGIN
     -- The lease as plain seconds first: an interval of months and hours compares with a month as 30 days but
@@ -75,13 +76,14 @@ BEGIN
     -- claim's statement below then carries no probe machinery in the common case (its executor start-up
     -- was about a tenth of the claim; docs/BENCHMARKS.md, 6 Dec 2026).
     IF cardinality(won) > 0 THEN
-        probe_ids := ARRAY(
-            SELECT pr.id FROM unnest(won) AS pg(name)
-            CROSS JOIN LATERAL (
-                SELECT h.id FROM public.generation_history h
-                WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now AND h.generator = pg.name
-                ORDER BY h.deadline_at LIMIT 1
-                FOR UPDATE SKIP LOCKED) pr);
+        SELECT coalesce(array_agg(pr.id), '{}'), coalesce(array_agg(pr.lease_id), '{}')
+        INTO probe_ids, probe_leases
+        FROM unnest(won) AS pg(name)
+        CROSS JOIN LATERAL (
+            SELECT h.id, h.lease_id FROM public.generation_history h
+            WHERE h.status IN ('pending', 'generating') AND h.deadline_at <= p_now AND h.generator = pg.name
+            ORDER BY h.deadline_at LIMIT 1
+            FOR UPDATE SKIP LOCKED) pr;
     END IF;
 
     RETURN QUERY
@@ -159,12 +161,13 @@ BEGIN
     ORDER BY u.due_at;  -- delivered in deadline order
 
     IF cardinality(won) > 0 THEN
-        -- the probe's lease, so that its outcome (and only its outcome) closes or re-opens the circuit: a probe
-        -- row this call leased (an exhausted or not-due one was not, and carries no lease of this call's end)
+        -- the probe's lease, so that its outcome (and only its outcome) closes or re-opens the circuit: the lease
+        -- of a probe row this call leased, known by its new lease_id (an exhausted or not-due row keeps its own,
+        -- whatever it says, and the row is locked by this transaction since the statement above)
         UPDATE genretry.generator_state s SET probe_lease = h.lease_id
-        FROM public.generation_history h
-        WHERE h.id = ANY (probe_ids) AND s.generator = h.generator AND h.retry_phase = 'leased'
-          AND h.leased_by = p_worker AND h.lease_until = p_now + p_lease;
+        FROM unnest(probe_ids, probe_leases) AS pr(id, lease_before)
+        JOIN public.generation_history h ON h.id = pr.id
+        WHERE s.generator = h.generator AND h.retry_phase = 'leased' AND h.lease_id IS DISTINCT FROM pr.lease_before;
         -- A generator whose probe we took but that had no due row to send stays open, ready to probe again.
         UPDATE genretry.generator_state s
         SET state = 'open', probe_until = NULL, open_until = p_now

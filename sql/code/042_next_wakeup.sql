@@ -34,7 +34,11 @@ BEGIN
              SELECT min(h.deadline_at) AS first_due FROM public.generation_history h
              WHERE h.status IN ('pending', 'generating') AND h.generator = s.generator
                AND h.deadline_at IS NOT NULL) r
-         WHERE s.state IN ('open', 'probing') AND r.first_due IS NOT NULL));
+         WHERE s.state IN ('open', 'probing') AND r.first_due IS NOT NULL
+           -- a disabled generator's pause ending is no work (it is never probed): without this the daemon
+           -- would wake for it at once, again and again, once its pause is over
+           AND (f.star_enabled OR s.generator = ANY (f.enabled))
+           AND NOT EXISTS (SELECT 1 FROM genretry.policy p WHERE p.generator = s.generator AND NOT p.enabled)));
     IF NOT (wake BETWEEN p_now - interval '1 day' AND p_now + interval '1 day') THEN
         wake := CASE WHEN wake < p_now THEN p_now - interval '1 day' ELSE p_now + interval '1 day' END;
     END IF;

@@ -102,3 +102,17 @@ async def test_the_probe_skips_a_row_an_admin_holds(db_url: str, conn: asyncpg.C
         "AND generator = 'generate-php-website' ORDER BY id")
     assert [p["probe"] for p in probe_flags] == ["false"] * 8 + ["true"]  # the five failures' claim, then the probe
     assert probe_flags[-1]["generation_id"] == waiting[1]["id"]
+
+
+async def test_a_disabled_generator_is_neither_probed_nor_woken_for(conn: asyncpg.Connection) -> None:
+    """`enabled = false` (README: pause one generator) outlasts its circuit's pause: no probe is sent when the pause
+    ends, and the end of that pause is no work to wake for (else the daemon would wake for it at once, over and
+    over: next_wakeup would keep answering a moment already past)."""
+    await _fail_five(conn)
+    await conn.execute("INSERT INTO genretry.policy (generator, enabled) VALUES ('generate-php-website', false)")
+    assert await conn.fetch(CLAIM, "31 seconds") == []
+    state = await conn.fetchrow("SELECT * FROM genretry.generator_state WHERE generator = 'generate-php-website'")
+    assert (state["state"], state["probe_lease"]) == ("open", None)
+    assert await conn.fetchval("SELECT genretry.next_wakeup(now() + interval '31 seconds')") is None
+    await conn.execute("UPDATE genretry.policy SET enabled = true WHERE generator = 'generate-php-website'")
+    assert len(await conn.fetch(CLAIM, "32 seconds")) == 1  # enabled again: the probe goes
