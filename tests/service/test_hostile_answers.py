@@ -23,7 +23,8 @@ def answer(head: str | bytes, body: bytes = b"") -> bytes:
 
 
 HOSTILE = {  # name: (the bytes the peer writes, outcome kind, status)
-    "status line with non-UTF-8 bytes": (answer(b"HTTP/1.1 503 Serv\xff\xfeice"), "unreachable", None),
+    # its status is judged (since 6 Dec 2026: the reason phrase once raised, "invalid answer")
+    "status line with non-UTF-8 bytes": (answer(b"HTTP/1.1 503 Serv\xff\xfeice"), "unreachable", 503),
     "header with non-UTF-8 bytes": (answer(b"HTTP/1.1 503 X\r\nX-Bad: \xff\xfe\x80"), "unreachable", 503),
     "Retry-After in superscript digits": (answer("HTTP/1.1 503 X\r\nRetry-After: ²³"), "unreachable", 503),
     "Retry-After in Arabic-Indic digits": (answer("HTTP/1.1 429 X\r\nRetry-After: ١٢"), "unreachable", 429),
