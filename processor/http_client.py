@@ -58,11 +58,9 @@ class Client(httpx.AsyncClient):
         transport = self.whole_transport
         if not isinstance(transport, AiohttpTransport) or transport.proxy is not None:
             return await transport.handle_async_request(self.whole_request(url, headers, body))
-        if not isinstance(transport.client, aiohttp.ClientSession):
-            transport.client = transport.get_client()  # what its first request would do
         # the transport's own steps (httpx-aiohttp 0.1.8+), given what its request would have held
         with map_aiohttp_exceptions():
-            answer = await transport.client.request(
+            answer = await _session(transport).request(
                 "POST", str(url), headers={**BASE_HEADERS, **headers, **JSON}, data=body or None,
                 allow_redirects=False, auto_decompress=False, compress=False, timeout=self._aiohttp_timeout,
             ).__aenter__()
@@ -85,9 +83,7 @@ class Client(httpx.AsyncClient):
         transport = self.whole_transport
         if not isinstance(transport, AiohttpTransport):
             return False
-        if not isinstance(transport.client, aiohttp.ClientSession):
-            transport.client = transport.get_client()  # what its first request would do
-        session = transport.client
+        session = _session(transport)
         if session.connector is None:
             return False
         # the same connection key as a delivery's request: origin, TLS on https, no proxy (aiohttp's
@@ -96,6 +92,13 @@ class Client(httpx.AsyncClient):
         connection = await session.connector.connect(request, [], aiohttp.ClientTimeout(total=timeout_s))
         connection.release()
         return True
+
+
+def _session(transport: AiohttpTransport) -> aiohttp.ClientSession:
+    """The transport's aiohttp session, made now if no request has made it yet (what its first would do)."""
+    if not isinstance(transport.client, aiohttp.ClientSession):
+        transport.client = transport.get_client()
+    return transport.client
 
 
 class _NoCookies(CookieJar):

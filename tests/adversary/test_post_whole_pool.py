@@ -197,6 +197,19 @@ async def test_many_hostile_deliveries_at_once_stay_within_the_pool(stub: Stub) 
 # --- cancellation -----------------------------------------------------------------------------------------
 
 
+async def _cancel(task: asyncio.Task[delivery.Outcome]) -> None:
+    """Cancel a delivery: it ends in CancelledError, nothing else."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def _pool_free_and_serving(client: http_client.Client, stub: Stub) -> None:
+    await settle()
+    assert acquired(client) == 0
+    assert (await _good_delivery_after(client, stub)).kind == delivery.ACCEPTED
+
+
 @contextlib.asynccontextmanager
 async def _peer_and_arrival(answer: Answer) -> AsyncIterator[tuple[RawPeer, asyncio.Event]]:
     arrived = asyncio.Event()
@@ -231,12 +244,8 @@ async def test_a_cancelled_delivery_gives_its_connection_back(stub: Stub, point:
                 await asyncio.wait_for(arrived.wait(), 5)
                 for _ in range(3):
                     await asyncio.sleep(0.02)  # let the answer (if any) start arriving
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
-            await settle()
-            assert acquired(client) == 0
-            assert (await _good_delivery_after(client, stub)).kind == delivery.ACCEPTED
+                await _cancel(task)
+            await _pool_free_and_serving(client, stub)
     finally:
         await client.aclose()
 
@@ -259,12 +268,8 @@ async def test_cancelled_before_the_peer_accepts(stub: Stub) -> None:
         await deliver_to(client, stub.url)  # the session exists
         task = asyncio.create_task(deliver_to(client, f"http://127.0.0.1:{port}"))
         await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await settle()
-        assert acquired(client) == 0
-        assert (await _good_delivery_after(client, stub)).kind == delivery.ACCEPTED
+        await _cancel(task)
+        await _pool_free_and_serving(client, stub)
         for s in fillers:
             s.close()
     finally:
